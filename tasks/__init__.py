@@ -1,0 +1,1 @@
+"""Data, training loops, reports and the command line (``python -m tasks``)."""

@@ -1,0 +1,97 @@
+"""tinygrad-ee: a small reverse-mode autograd engine over n-dimensional tensors.
+
+>>> import tinygrad_ee as tg
+>>> x = tg.Tensor([[1.0, 2.0]], requires_grad=True)
+>>> (x * x).sum().backward()
+>>> x.grad.numpy()
+array([[2., 4.]], dtype=float32)
+"""
+
+from . import ops
+from .backend import Backend, DeviceError, get_backend
+from .gradcheck import GradcheckError, gradcheck
+from .ops import (
+    REGISTRY,
+    abs,
+    add,
+    argmax,
+    astype,
+    clip,
+    concat,
+    concatenate,
+    div,
+    exp,
+    gather,
+    getitem,
+    log,
+    log_softmax,
+    logsumexp,
+    matmul,
+    max,
+    mean,
+    mul,
+    neg,
+    permute,
+    pow,
+    relu,
+    reshape,
+    sigmoid,
+    softmax,
+    split,
+    sqrt,
+    stack,
+    sub,
+    sum,
+    tanh,
+    transpose,
+    unbind,
+    where,
+)
+from .tensor import Tensor, is_grad_enabled, no_grad
+
+__all__ = [
+    "Backend",
+    "DeviceError",
+    "GradcheckError",
+    "REGISTRY",
+    "Tensor",
+    "abs",
+    "add",
+    "argmax",
+    "astype",
+    "clip",
+    "concat",
+    "concatenate",
+    "div",
+    "exp",
+    "gather",
+    "get_backend",
+    "getitem",
+    "gradcheck",
+    "is_grad_enabled",
+    "log",
+    "log_softmax",
+    "logsumexp",
+    "matmul",
+    "max",
+    "mean",
+    "mul",
+    "neg",
+    "no_grad",
+    "ops",
+    "permute",
+    "pow",
+    "relu",
+    "reshape",
+    "sigmoid",
+    "softmax",
+    "split",
+    "sqrt",
+    "stack",
+    "sub",
+    "sum",
+    "tanh",
+    "transpose",
+    "unbind",
+    "where",
+]

@@ -1,0 +1,236 @@
+"""Array backends: the only module that knows which array library holds tensor data.
+
+A backend owns one Array API namespace (``backend.xp``) and the few things the
+standard does not cover: random numbers, scatter-add, copies to and from the host,
+and synchronising a device for timing. Everything else in the engine calls
+``backend.xp.<standard function>`` and so runs unchanged on every backend.
+
+Device strings:
+
+========================  ===============================================
+``"cpu"``                 NumPy
+``"cuda"``, ``"cuda:N"``  CuPy on GPU ``N`` (default 0); needs the ``cuda`` extra
+``"strict"``              array-api-strict (tests: proves portability)
+``"strict:device1"``      array-api-strict on one of its fake devices
+========================  ===============================================
+"""
+
+from __future__ import annotations
+
+import importlib
+import types
+from typing import Any
+
+import numpy as np
+
+Array = Any  # an array of whichever library the backend drives
+
+CUDA_INSTALL_HINT = "pip install 'tinygrad-ee[cuda]'  (CuPy built for CUDA 12)"
+
+
+class DeviceError(RuntimeError):
+    """A device string that cannot be served, or tensors on different devices."""
+
+
+class Backend:
+    """One array library on one device.
+
+    Subclasses set ``xp`` (an Array API namespace) and ``device`` (the device
+    string users pass), and may override the non-standard helpers below.
+    """
+
+    xp: Any
+    device: str
+
+    def __init__(self) -> None:
+        self._rng = np.random.default_rng(0)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.device}>"
+
+    # --- moving data -------------------------------------------------------
+    def asarray(self, data: Any, dtype: Any = None) -> Array:
+        """Array on this device from host data (list, scalar, NumPy array)."""
+        return self.xp.asarray(data, dtype=dtype)
+
+    def to_host(self, array: Array) -> np.ndarray:
+        """A NumPy copy of ``array``."""
+        return np.array(array, copy=True)
+
+    def dtype(self, name: str) -> Any:
+        """This namespace's dtype object for ``name`` ("float32", "int64", ...)."""
+        try:
+            return getattr(self.xp, name)
+        except AttributeError:
+            raise TypeError(f"unknown dtype {name!r} on device {self.device}") from None
+
+    def synchronize(self) -> None:
+        """Wait until queued work has finished (a no-op on the CPU)."""
+
+    # --- random numbers ----------------------------------------------------
+    # Drawn on the host with NumPy's PCG64 and then copied, so that a seed gives
+    # the same numbers on every device; only initialisation draws random numbers.
+    def seed(self, seed: int) -> None:
+        """Reset this backend's random generator."""
+        self._rng = np.random.default_rng(seed)
+
+    def rng_state(self) -> dict:
+        """The random generator's state (a JSON-able dict), for checkpoints."""
+        return self._rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        self._rng.bit_generator.state = state
+
+    def uniform(self, shape: tuple[int, ...], low: float, high: float, dtype: Any) -> Array:
+        return self.asarray(self._rng.uniform(low, high, size=shape), dtype=dtype)
+
+    def normal(self, shape: tuple[int, ...], std: float, dtype: Any) -> Array:
+        return self.asarray(self._rng.normal(0.0, std, size=shape), dtype=dtype)
+
+    # --- scatter-add ---------------------------------------------------------
+    def scatter_add(self, shape: tuple[int, ...], indices: Array, values: Array) -> Array:
+        """``out = zeros(shape); out[indices[i]] += values[i]`` along axis 0.
+
+        ``indices``: (N,) integers; ``values``: (N, *shape[1:]). Repeated
+        indices add up. This portable version multiplies by a one-hot matrix
+        of shape (shape[0], N), which every Array API library can do.
+        """
+        xp = self.xp
+        rows = xp.arange(shape[0], dtype=indices.dtype)
+        one_hot = xp.astype(rows[:, None] == indices[None, :], values.dtype)
+        flat = xp.reshape(values, (values.shape[0], -1))
+        return xp.reshape(one_hot @ flat, shape)
+
+
+class NumpyBackend(Backend):
+    """NumPy (its main namespace follows the Array API standard since 2.0)."""
+
+    xp = np
+    device = "cpu"
+
+    def asarray(self, data: Any, dtype: Any = None) -> Array:
+        return np.asarray(data, dtype=dtype)
+
+    def scatter_add(self, shape, indices, values):
+        out = np.zeros(shape, dtype=values.dtype)
+        np.add.at(out, indices, values)
+        return out
+
+
+class StrictBackend(Backend):
+    """array-api-strict: nothing outside the standard works, which is the point."""
+
+    def __init__(self, device_name: str | None) -> None:
+        super().__init__()
+        try:
+            self.xp = importlib.import_module("array_api_strict")
+        except ImportError:
+            raise DeviceError(
+                "device 'strict' needs array-api-strict: pip install 'tinygrad-ee[test]'"
+            ) from None
+        names = {d._device: d for d in self.xp.__array_namespace_info__().devices()}
+        if device_name is None:
+            device_name = "CPU_DEVICE"
+        if device_name not in names:
+            raise DeviceError(
+                f"array-api-strict has no device {device_name!r}; it has {sorted(names)}"
+            )
+        self._device = names[device_name]
+        self.device = "strict" if device_name == "CPU_DEVICE" else f"strict:{device_name}"
+
+    def asarray(self, data, dtype=None):
+        return self.xp.asarray(data, dtype=dtype, device=self._device)
+
+    def to_host(self, array):
+        return np.from_dlpack(array).copy()
+
+
+def _cupy_namespace(cupy: Any) -> Any:
+    """CuPy's main namespace, with the Array API names it may lack filled in."""
+    fill = {
+        "concat": cupy.concatenate,
+        "permute_dims": cupy.transpose,
+        "pow": cupy.power,
+        "astype": lambda x, dtype, copy=True: x.astype(dtype, copy=copy),
+        "matrix_transpose": lambda x: cupy.swapaxes(x, -1, -2),
+    }
+    names = {name: getattr(cupy, name) for name in dir(cupy) if not name.startswith("_")}
+    for name, function in fill.items():
+        names.setdefault(name, function)
+    return types.SimpleNamespace(**names)
+
+
+class CupyBackend(Backend):
+    """CuPy on one CUDA GPU."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        try:
+            cupy = importlib.import_module("cupy")
+        except ImportError:
+            raise DeviceError(
+                f"device 'cuda:{index}' needs CuPy, which is not installed: {CUDA_INSTALL_HINT}"
+            ) from None
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as error:  # CuPy raises its own CUDA errors when no driver is present
+            raise DeviceError(
+                f"CuPy is installed but no CUDA GPU is visible ({error}); "
+                "check the NVIDIA driver and CUDA_VISIBLE_DEVICES"
+            ) from None
+        if count == 0:
+            raise DeviceError("CuPy is installed but no CUDA GPU is visible")
+        if index >= count:
+            raise DeviceError(f"device 'cuda:{index}' does not exist: {count} GPU(s) visible")
+        self._cupy = cupy
+        self._gpu = cupy.cuda.Device(index)
+        self.xp = _cupy_namespace(cupy)
+        self.device = f"cuda:{index}"
+
+    def asarray(self, data, dtype=None):
+        with self._gpu:
+            return self._cupy.asarray(data, dtype=dtype)
+
+    def to_host(self, array):
+        return self._cupy.asnumpy(array)
+
+    def synchronize(self):
+        self._gpu.synchronize()
+
+    def scatter_add(self, shape, indices, values):
+        # cupy.add.at runs atomic adds: float32, float64 (and int32/int64, uint32,
+        # uint64) are supported; float16 is not.
+        with self._gpu:
+            out = self._cupy.zeros(shape, dtype=values.dtype)
+            self._cupy.add.at(out, indices, values)
+        return out
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def get_backend(device: str | Backend = "cpu") -> Backend:
+    """The backend serving ``device`` (created once, then reused)."""
+    if isinstance(device, Backend):
+        return device
+    backend = _BACKENDS.get(device)
+    if backend is not None:
+        return backend
+    if not isinstance(device, str):
+        raise DeviceError(f"device must be a string like 'cpu' or 'cuda:0', got {device!r}")
+    kind, _, suffix = device.partition(":")
+    if kind == "cpu" and not suffix:
+        canonical, make = "cpu", NumpyBackend
+    elif kind == "cuda" and (suffix == "" or suffix.isdigit()):
+        index = int(suffix or 0)
+        canonical, make = f"cuda:{index}", lambda: CupyBackend(index)
+    elif kind == "strict":
+        canonical = "strict" if suffix in ("", "CPU_DEVICE") else device
+        make = lambda: StrictBackend(suffix or None)  # noqa: E731
+    else:
+        raise DeviceError(
+            f"unknown device {device!r}: expected 'cpu', 'cuda', 'cuda:N' or 'strict'"
+        )
+    backend = _BACKENDS.get(canonical) or make()
+    _BACKENDS[device] = _BACKENDS[canonical] = backend
+    return backend

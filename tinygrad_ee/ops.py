@@ -1,0 +1,567 @@
+"""Every differentiable op: its forward and its backward, side by side.
+
+An op is written on raw arrays: ``forward(be, *arrays, **params)`` returns the
+output and a ``backward(grad)`` closure that returns one gradient per input.
+``be`` is the backend; ``be.xp`` its Array API namespace. Inputs may also be
+Python numbers (constants); their gradients are ignored. Binary ops broadcast,
+and the engine (not the op) sums each gradient back to its input's shape.
+
+``@op(domain, ...)`` registers the op in ``REGISTRY`` with one input domain per
+tensor input and a ``kind`` naming its call signature; the property tests
+enumerate the registry and gradcheck every entry.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .domains import (
+    AWAY_FROM_ZERO,
+    BOOL,
+    DISTINCT,
+    EXPONENT,
+    INDEX,
+    INSIDE_CLIP,
+    NONZERO,
+    POSITIVE,
+    REAL,
+    Domain,
+)
+from .tensor import Tensor, apply, apply_multi
+
+Axis = int | tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """A registered op: its Tensor-level function, array-level forward, input
+    domains (one per tensor input) and call kind (see ``strategies.op_cases``)."""
+
+    name: str
+    function: Callable
+    forward: Callable
+    domains: tuple[Domain, ...]
+    kind: str
+
+
+REGISTRY: dict[str, OpSpec] = {}
+
+
+def op(*domains: Domain, kind: str, name: str | None = None) -> Callable:
+    """Register a forward function as a differentiable op on Tensors."""
+
+    def register(forward: Callable) -> Callable:
+        op_name = name or forward.__name__
+
+        def tensor_op(*inputs: Any, **params: Any) -> Tensor:
+            return apply(forward, op_name, inputs, params)
+
+        tensor_op.__name__ = tensor_op.__qualname__ = op_name
+        tensor_op.__doc__ = forward.__doc__
+        REGISTRY[op_name] = OpSpec(op_name, tensor_op, forward, domains, kind)
+        return tensor_op
+
+    return register
+
+
+def multi_output_op(*domains: Domain, kind: str) -> Callable:
+    """Register an op with one tensor input and a list of tensor outputs."""
+
+    def register(forward: Callable) -> Callable:
+        name = forward.__name__
+
+        def tensor_op(x: Tensor, **params: Any) -> list[Tensor]:
+            return apply_multi(forward, name, x, params)
+
+        tensor_op.__name__ = tensor_op.__qualname__ = name
+        tensor_op.__doc__ = forward.__doc__
+        REGISTRY[name] = OpSpec(name, tensor_op, forward, domains, kind)
+        return tensor_op
+
+    return register
+
+
+# --- helpers shared by several ops (plain array code, no graph) ---------------
+def _axes(axis: Axis, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, int):
+        axis = (axis,)
+    for a in axis:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"axis {a} is out of range for a {ndim}-d tensor")
+    return tuple(a % ndim for a in axis)
+
+
+def _expand_to(xp: Any, grad: Any, shape: tuple[int, ...], axes: tuple[int, ...]) -> Any:
+    """Undo a reduction over ``axes``: put the axes back as size 1, then broadcast."""
+    kept = tuple(1 if i in axes else n for i, n in enumerate(shape))
+    return xp.broadcast_to(xp.reshape(grad, kept), shape)
+
+
+def _along(axis: int, index: Any) -> tuple:
+    """An index selecting ``index`` along ``axis`` (Ellipsis covers the rest)."""
+    return (slice(None),) * axis + (index, Ellipsis)
+
+
+# --- arithmetic ------------------------------------------------------------------
+@op(REAL, REAL, kind="binary")
+def add(be, x, y):
+    """x + y, broadcasting."""
+    return x + y, lambda g: (g, g)
+
+
+@op(REAL, REAL, kind="binary")
+def sub(be, x, y):
+    """x - y, broadcasting."""
+    return x - y, lambda g: (g, -g)
+
+
+@op(REAL, REAL, kind="binary")
+def mul(be, x, y):
+    """x * y, broadcasting."""
+    return x * y, lambda g: (g * y, g * x)
+
+
+@op(REAL, NONZERO, kind="binary")
+def div(be, x, y):
+    """x / y, broadcasting."""
+
+    def backward(g):
+        gx = g / y
+        return gx, -gx * x / y
+
+    return x / y, backward
+
+
+@op(REAL, kind="unary")
+def neg(be, x):
+    """-x."""
+    return -x, lambda g: (-g,)
+
+
+@op(POSITIVE, EXPONENT, kind="binary")
+def pow(be, x, y):
+    """x ** y. With a Python-number exponent any base works; a tensor exponent
+    needs a positive base (its gradient holds log x)."""
+    out = x**y
+
+    def backward(g):
+        gx = None if isinstance(x, (int, float)) else g * y * x ** (y - 1)
+        if isinstance(y, (int, float)):
+            return gx, None
+        log_x = math.log(x) if isinstance(x, (int, float)) else be.xp.log(x)
+        return gx, g * out * log_x
+
+    return out, backward
+
+
+# --- elementwise functions ------------------------------------------------------
+@op(REAL, kind="unary")
+def exp(be, x):
+    """e ** x."""
+    out = be.xp.exp(x)
+    return out, lambda g: (g * out,)
+
+
+@op(POSITIVE, kind="unary")
+def log(be, x):
+    """Natural logarithm."""
+    return be.xp.log(x), lambda g: (g / x,)
+
+
+@op(POSITIVE, kind="unary")
+def sqrt(be, x):
+    """Square root."""
+    out = be.xp.sqrt(x)
+    return out, lambda g: (g / (2 * out),)
+
+
+@op(AWAY_FROM_ZERO, kind="unary")
+def abs(be, x):
+    """|x|; the gradient at 0 is 0."""
+    return be.xp.abs(x), lambda g: (g * be.xp.sign(x),)
+
+
+@op(REAL, kind="unary")
+def tanh(be, x):
+    """Hyperbolic tangent."""
+    out = be.xp.tanh(x)
+    return out, lambda g: (g * (1 - out * out),)
+
+
+@op(REAL, kind="unary")
+def sigmoid(be, x):
+    """1 / (1 + e^-x), computed as tanh(x/2)/2 + 1/2 so no input overflows."""
+    out = be.xp.tanh(x * 0.5) * 0.5 + 0.5
+    return out, lambda g: (g * out * (1 - out),)
+
+
+@op(AWAY_FROM_ZERO, kind="unary")
+def relu(be, x):
+    """max(x, 0); the gradient at 0 is 0."""
+    positive = x > 0
+    return be.xp.where(positive, x, 0.0), lambda g: (be.xp.where(positive, g, 0.0),)
+
+
+@op(INSIDE_CLIP, kind="clip")
+def clip(be, x, low=None, high=None):
+    """x limited to [low, high]; no gradient flows where x is outside (or on) a bound."""
+    if low is None and high is None:
+        raise ValueError("clip: give low, high or both")
+    inside = be.xp.ones_like(x, dtype=be.xp.bool)
+    if low is not None:
+        inside = inside & (x > low)
+    if high is not None:
+        inside = inside & (x < high)
+    return be.xp.clip(x, low, high), lambda g: (be.xp.where(inside, g, 0.0),)
+
+
+@op(REAL, kind="astype")
+def astype(be, x, dtype=None):
+    """x converted to ``dtype`` (a name such as "float32", or a dtype object)."""
+    xp = be.xp
+    source = x.dtype
+    target = be.dtype(dtype) if isinstance(dtype, str) else dtype
+    return xp.astype(x, target), lambda g: (xp.astype(g, source),)
+
+
+@op(BOOL, REAL, REAL, kind="where")
+def where(be, condition, x, y):
+    """x where ``condition`` (a bool tensor) holds, else y; broadcasting."""
+    xp = be.xp
+    return xp.where(condition, x, y), lambda g: (
+        None,
+        xp.where(condition, g, 0.0),
+        xp.where(condition, 0.0, g),
+    )
+
+
+# --- reductions -------------------------------------------------------------------
+@op(REAL, kind="reduce")
+def sum(be, x, axis=None, keepdims=False):
+    """Sum over ``axis`` (None: all axes)."""
+    axes = _axes(axis, x.ndim)
+    return be.xp.sum(x, axis=axes, keepdims=keepdims), lambda g: (
+        _expand_to(be.xp, g, x.shape, axes),
+    )
+
+
+@op(REAL, kind="reduce")
+def mean(be, x, axis=None, keepdims=False):
+    """Mean over ``axis`` (None: all axes)."""
+    axes = _axes(axis, x.ndim)
+    count = math.prod(x.shape[a] for a in axes)
+    return be.xp.mean(x, axis=axes, keepdims=keepdims), lambda g: (
+        _expand_to(be.xp, g / count, x.shape, axes),
+    )
+
+
+@op(DISTINCT, kind="reduce")
+def max(be, x, axis=None, keepdims=False):
+    """Maximum over ``axis``. Ties share the gradient equally (k tied maxima get
+    1/k each); ``Tensor.argmax`` instead picks the first."""
+    xp = be.xp
+    axes = _axes(axis, x.ndim)
+    top = xp.max(x, axis=axes, keepdims=True)
+
+    def backward(g):
+        winners = xp.astype(x == top, g.dtype)
+        share = winners / xp.sum(winners, axis=axes, keepdims=True)
+        return (_expand_to(xp, g, x.shape, axes) * share,)
+
+    return (
+        top
+        if keepdims
+        else xp.reshape(top, tuple(n for i, n in enumerate(x.shape) if i not in axes))
+    ), backward
+
+
+@op(REAL, kind="reduce")
+def logsumexp(be, x, axis=None, keepdims=False):
+    """log(sum(exp(x))) over ``axis``, shifted by the maximum so it never overflows."""
+    xp = be.xp
+    axes = _axes(axis, x.ndim)
+    top = xp.max(x, axis=axes, keepdims=True)
+    out = top + xp.log(xp.sum(xp.exp(x - top), axis=axes, keepdims=True))
+
+    def backward(g):
+        return (_expand_to(xp, g, x.shape, axes) * xp.exp(x - out),)
+
+    shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
+    return (out if keepdims else xp.reshape(out, shape)), backward
+
+
+@op(REAL, kind="softmax")
+def softmax(be, x, axis=-1):
+    """exp(x) / sum(exp(x)) along ``axis``, computed from x - max(x)."""
+    xp = be.xp
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+    out = e / xp.sum(e, axis=axis, keepdims=True)
+    return out, lambda g: (out * (g - xp.sum(g * out, axis=axis, keepdims=True)),)
+
+
+@op(REAL, kind="softmax")
+def log_softmax(be, x, axis=-1):
+    """x - logsumexp(x) along ``axis``, computed from x - max(x)."""
+    xp = be.xp
+    shifted = x - xp.max(x, axis=axis, keepdims=True)
+    out = shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+    return out, lambda g: (g - xp.exp(out) * xp.sum(g, axis=axis, keepdims=True),)
+
+
+# --- linear algebra -------------------------------------------------------------
+@op(REAL, REAL, kind="matmul")
+def matmul(be, x, y):
+    """Matrix product with NumPy's rules: (..., n, k) @ (..., k, m) -> (..., n, m);
+    batch axes broadcast; a 1-d operand is a row (left) or column (right) vector."""
+    xp = be.xp
+    x2 = xp.reshape(x, (1, x.shape[0])) if x.ndim == 1 else x
+    y2 = xp.reshape(y, (y.shape[0], 1)) if y.ndim == 1 else y
+    out = xp.matmul(x2, y2)
+
+    def backward(g):
+        g2 = xp.reshape(g, out.shape)
+        gx = xp.matmul(g2, xp.matrix_transpose(y2))
+        gy = xp.matmul(xp.matrix_transpose(x2), g2)
+        if x.ndim == 1:
+            gx = xp.reshape(xp.sum(gx, axis=tuple(range(gx.ndim - 1))), x.shape)
+        if y.ndim == 1:
+            gy = xp.reshape(xp.sum(gy, axis=tuple(range(gy.ndim - 2)) + (gy.ndim - 1,)), y.shape)
+        return gx, gy
+
+    if x.ndim == 1 or y.ndim == 1:
+        keep = out.shape[:-2] + (() if x.ndim == 1 else out.shape[-2:-1])
+        keep += () if y.ndim == 1 else out.shape[-1:]
+        return xp.reshape(out, keep), backward
+    return out, backward
+
+
+# --- shapes ----------------------------------------------------------------------
+@op(REAL, kind="reshape")
+def reshape(be, x, shape=()):
+    """The same values in ``shape`` (one entry may be -1)."""
+    return be.xp.reshape(x, shape), lambda g: (be.xp.reshape(g, x.shape),)
+
+
+@op(REAL, kind="permute")
+def permute(be, x, axes=None):
+    """Axes reordered: output axis i is input axis ``axes[i]`` (None: reversed)."""
+    xp = be.xp
+    if axes is None:
+        axes = tuple(reversed(range(x.ndim)))
+    axes = _axes(axes, x.ndim)
+    inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__))
+    return xp.permute_dims(x, axes), lambda g: (xp.permute_dims(g, inverse),)
+
+
+@op(REAL, kind="getitem")
+def getitem(be, x, index=()):
+    """Basic indexing: ints, slices, None and Ellipsis (a view; no copy)."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    if Ellipsis not in index:
+        index = index + (Ellipsis,)  # the standard wants every axis covered
+
+    # Assignment takes no None (new axes): drop them, and the matching size-1 axes of g.
+    plain = tuple(i for i in index if i is not None) if None in index else index
+
+    def backward(g):
+        grad = be.xp.zeros_like(x, dtype=g.dtype)
+        grad[plain] = g if plain is index else be.xp.reshape(g, x[plain].shape)
+        return (grad,)
+
+    return x[index], backward
+
+
+@op(REAL, INDEX, kind="gather")
+def gather(be, x, indices):
+    """Rows of ``x`` picked by integer ``indices`` of any shape: out[i...] = x[indices[i...]].
+
+    Shapes: x (V, *rest), indices (*idx) -> (*idx, *rest). The backward scatter-adds
+    (repeated indices add up) through the backend."""
+    xp = be.xp
+    if "int" not in str(indices.dtype):
+        raise TypeError(f"gather: indices must be integers, got {indices.dtype}")
+    flat = xp.reshape(indices, (-1,))
+    rest = x.shape[1:]
+    out = xp.reshape(xp.take(x, flat, axis=0), tuple(indices.shape) + rest)
+
+    def backward(g):
+        return be.scatter_add(x.shape, flat, xp.reshape(g, (flat.shape[0],) + rest)), None
+
+    return out, backward
+
+
+@op(REAL, REAL, kind="concat", name="concat")
+def _concat(be, *xs, axis=0):
+    """Tensors joined along an existing ``axis``."""
+    xp = be.xp
+    ends = []
+    for x in xs:
+        ends.append((ends[-1] if ends else 0) + x.shape[axis % x.ndim])
+    axis = axis % xs[0].ndim
+
+    def backward(g):
+        return tuple(g[_along(axis, slice(end - x.shape[axis], end))] for x, end in zip(xs, ends))
+
+    return xp.concat(xs, axis=axis), backward
+
+
+@op(REAL, REAL, kind="stack", name="stack")
+def _stack(be, *xs, axis=0):
+    """Tensors of one shape joined along a new ``axis``."""
+    xp = be.xp
+    axis = axis % (xs[0].ndim + 1)
+    return xp.stack(xs, axis=axis), lambda g: tuple(g[_along(axis, i)] for i in range(len(xs)))
+
+
+@multi_output_op(REAL, kind="split")
+def split(be, x, sections=2, axis=0):
+    """Pieces along ``axis``: ``sections`` is a count of equal pieces or a list of sizes.
+
+    Backward concatenates the pieces' gradients once (zeros for unused pieces)."""
+    xp = be.xp
+    axis = axis % x.ndim
+    length = x.shape[axis]
+    if isinstance(sections, int):
+        if sections <= 0 or length % sections:
+            raise ValueError(
+                f"split: axis {axis} of length {length} does not split into {sections} equal pieces"
+            )
+        sizes = [length // sections] * sections
+    else:
+        sizes = list(sections)
+        if builtins.sum(sizes) != length:
+            raise ValueError(
+                f"split: sizes {sizes} do not add up to axis {axis} of length {length}"
+            )
+    starts = [0]
+    for size in sizes[:-1]:
+        starts.append(starts[-1] + size)
+    pieces = [x[_along(axis, slice(start, start + size))] for start, size in zip(starts, sizes)]
+
+    def backward(grads):
+        filled = [xp.zeros_like(p) if g is None else g for p, g in zip(pieces, grads)]
+        return xp.concat(filled, axis=axis)
+
+    return pieces, backward
+
+
+@multi_output_op(REAL, kind="unbind")
+def unbind(be, x, axis=0):
+    """The slices along ``axis``, each without that axis: (T, B, H) -> T x (B, H).
+
+    Backward stacks the slices' gradients once, so walking a sequence step by step
+    costs O(T), not the O(T^2) of one full-size zero gradient per indexed step."""
+    xp = be.xp
+    axis = axis % x.ndim
+    pieces = [x[_along(axis, i)] for i in range(x.shape[axis])]
+
+    def backward(grads):
+        filled = [xp.zeros_like(p) if g is None else g for p, g in zip(pieces, grads)]
+        return xp.stack(filled, axis=axis)
+
+    return pieces, backward
+
+
+# --- public functions with list arguments --------------------------------------------
+def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis: shapes agree except along ``axis``."""
+    return _concat(*tensors, axis=axis)
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors of one shape along a new axis."""
+    return _stack(*tensors, axis=axis)
+
+
+concatenate = concat
+transpose = permute
+
+
+# --- not differentiable -----------------------------------------------------------
+def argmax(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    """Index of the maximum along ``axis`` (ties: the first); an int64 tensor."""
+    return Tensor._make(x.backend.xp.argmax(x.data, axis=axis, keepdims=keepdims), x.backend)
+
+
+def _compare(name: str) -> Callable:
+    def compare(x: Tensor, y: Any) -> Tensor:
+        other = y.data if isinstance(y, Tensor) else y
+        return Tensor._make(getattr(x.data, name)(other), x.backend)
+
+    return compare
+
+
+# --- Tensor methods and operators ----------------------------------------------------
+def _index(x: Tensor, index: Any) -> Tensor:
+    if isinstance(index, Tensor):
+        return gather(x, index)
+    return getitem(x, index=index)
+
+
+def _reshape_method(x: Tensor, *shape: Any) -> Tensor:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return reshape(x, shape=shape)
+
+
+def _permute_method(x: Tensor, *axes: Any) -> Tensor:
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = tuple(axes[0])
+    return permute(x, axes=axes or None)
+
+
+_METHODS = {
+    "__add__": add,
+    "__radd__": lambda x, y: add(y, x),
+    "__sub__": sub,
+    "__rsub__": lambda x, y: sub(y, x),
+    "__mul__": mul,
+    "__rmul__": lambda x, y: mul(y, x),
+    "__truediv__": div,
+    "__rtruediv__": lambda x, y: div(y, x),
+    "__pow__": pow,
+    "__rpow__": lambda x, y: pow(y, x),
+    "__matmul__": matmul,
+    "__rmatmul__": lambda x, y: matmul(y, x),
+    "__neg__": neg,
+    "__getitem__": _index,
+    "__lt__": _compare("__lt__"),
+    "__le__": _compare("__le__"),
+    "__gt__": _compare("__gt__"),
+    "__ge__": _compare("__ge__"),
+    "__eq__": _compare("__eq__"),
+    "__ne__": _compare("__ne__"),
+    "exp": exp,
+    "log": log,
+    "sqrt": sqrt,
+    "abs": abs,
+    "tanh": tanh,
+    "sigmoid": sigmoid,
+    "relu": relu,
+    "clip": lambda x, low=None, high=None: clip(x, low=low, high=high),
+    "astype": lambda x, dtype: astype(x, dtype=dtype),
+    "sum": lambda x, axis=None, keepdims=False: sum(x, axis=axis, keepdims=keepdims),
+    "mean": lambda x, axis=None, keepdims=False: mean(x, axis=axis, keepdims=keepdims),
+    "max": lambda x, axis=None, keepdims=False: max(x, axis=axis, keepdims=keepdims),
+    "logsumexp": lambda x, axis=None, keepdims=False: logsumexp(x, axis=axis, keepdims=keepdims),
+    "softmax": lambda x, axis=-1: softmax(x, axis=axis),
+    "log_softmax": lambda x, axis=-1: log_softmax(x, axis=axis),
+    "argmax": argmax,
+    "reshape": _reshape_method,
+    "permute": _permute_method,
+    "transpose": _permute_method,
+    "T": property(lambda x: permute(x)),
+    "split": lambda x, sections=2, axis=0: split(x, sections=sections, axis=axis),
+    "unbind": lambda x, axis=0: unbind(x, axis=axis),
+    "gather": gather,
+}
+
+for _name, _method in _METHODS.items():
+    setattr(Tensor, _name, _method)
