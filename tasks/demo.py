@@ -47,4 +47,8 @@ def train_demo(device: str = "cpu", steps: int = 300, lr: float = 0.5, seed: int
             p.grad = None
     with tg.no_grad():
         predicted = ((x @ w1 + b1).tanh() @ w2 + b2).argmax(axis=1).numpy()
-    return {"first_loss": losses[0], "last_loss": losses[-1], "accuracy": float(np.mean(predicted == labels))}
+    return {
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "accuracy": float(np.mean(predicted == labels)),
+    }

@@ -47,7 +47,7 @@ from .ops import (
     unbind,
     where,
 )
-from .tensor import Tensor, is_grad_enabled, no_grad
+from .tensor import Tensor, is_grad_enabled, no_grad, ones, zeros
 
 __all__ = [
     "Backend",
@@ -94,4 +94,6 @@ __all__ = [
     "transpose",
     "unbind",
     "where",
+    "zeros",
+    "ones",
 ]

@@ -12,13 +12,16 @@ to each input's shape, and accumulates into the leaves' ``.grad``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .backend import Backend, DeviceError, get_backend
 
 _grad_enabled = True
+_next_seq = itertools.count().__next__
 
 
 @contextlib.contextmanager
@@ -39,16 +42,21 @@ def is_grad_enabled() -> bool:
 class Tensor:
     """An n-dimensional array on one device, with the op that made it.
 
-    ``Tensor(data, requires_grad=False, device="cpu", dtype=None)``: ``data`` is a
-    scalar, a nested list or an array. With ``dtype=None`` an array keeps its
-    dtype and Python numbers become float32 (floats) or int64 (ints).
+    ``Tensor(data, requires_grad=False, device=None, dtype=None)``: ``data`` is a
+    scalar, a nested list, an array or a Tensor (whose data is copied). ``device``
+    defaults to the data's device for a Tensor, else "cpu". With ``dtype=None`` an
+    array keeps its dtype and Python numbers become float32 (floats) or int64 (ints).
+
+    ``==`` and the other comparisons are elementwise (they return bool tensors), so
+    use identity (``is``, ``id``) to find a tensor in a collection.
 
     Reductions follow NumPy's names everywhere: ``axis`` (int, tuple or None for
     all axes) and ``keepdims``.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "backend", "_ctx", "__weakref__")
-    # _ctx is None for leaves and (op name, backward, inputs) for recorded results.
+    __slots__ = ("data", "grad", "requires_grad", "backend", "_ctx", "_seq", "__weakref__")
+    # _ctx is None for leaves and (op name, backward, inputs) for recorded results;
+    # _seq numbers recorded results in creation order (a ready topological order).
 
     __array_priority__ = 1000  # NumPy defers to Tensor's reflected operators
     __hash__ = object.__hash__  # == is elementwise, identity stays the hash
@@ -57,12 +65,14 @@ class Tensor:
         self,
         data: Any,
         requires_grad: bool = False,
-        device: str | Backend = "cpu",
+        device: str | Backend | None = None,
         dtype: Any = None,
     ) -> None:
-        backend = get_backend(device)
         if isinstance(data, Tensor):
-            data = data.backend.to_host(data.data)
+            backend = get_backend(data.backend if device is None else device)
+            data = data.numpy()
+        else:
+            backend = get_backend("cpu" if device is None else device)
         if isinstance(dtype, str):
             dtype = backend.dtype(dtype)
         if dtype is None and not hasattr(data, "dtype"):
@@ -199,6 +209,20 @@ class Tensor:
     # Operators and methods (``+``, ``@``, ``.sum()``, ...) are attached in ops.py.
 
 
+def zeros(shape: tuple[int, ...], device: str | Backend = "cpu", dtype: Any = "float32") -> Tensor:
+    """A tensor of zeros (no history)."""
+    backend = get_backend(device)
+    dtype = backend.dtype(dtype) if isinstance(dtype, str) else dtype
+    return Tensor._make(backend.xp.zeros(tuple(shape), dtype=dtype), backend)
+
+
+def ones(shape: tuple[int, ...], device: str | Backend = "cpu", dtype: Any = "float32") -> Tensor:
+    """A tensor of ones (no history)."""
+    backend = get_backend(device)
+    dtype = backend.dtype(dtype) if isinstance(dtype, str) else dtype
+    return Tensor._make(backend.xp.ones(tuple(shape), dtype=dtype), backend)
+
+
 def _is_floating(backend: Backend, dtype: Any) -> bool:
     xp = backend.xp
     return dtype == xp.float32 or dtype == xp.float64 or str(dtype).endswith("float16")
@@ -236,6 +260,7 @@ def apply(forward: Callable, name: str, inputs: Sequence[Any], params: dict) -> 
     if requires_grad and _grad_enabled:
         result.requires_grad = True
         result._ctx = (name, backward, inputs)
+        result._seq = _next_seq()
     return result
 
 
@@ -254,9 +279,11 @@ def apply_multi(forward: Callable, name: str, x: Tensor, params: dict) -> list[T
         hub.requires_grad = True
         count = len(pieces)
         hub._ctx = (name, lambda grads: (backward([grads.get(i) for i in range(count)]),), (x,))
+        hub._seq = _next_seq()
         for i, output in enumerate(outputs):
             output.requires_grad = True
             output._ctx = (name, _to_hub_slot(i), (hub,))
+            output._seq = _next_seq()
     return outputs
 
 
@@ -272,29 +299,26 @@ def _graph_freed(_grad: Any) -> None:
     )
 
 
+_FREED = ("freed", _graph_freed, ())
+_by_creation = operator.attrgetter("_seq")
+
+
 def _topological_order(root: Tensor) -> list[Tensor]:
     """Recorded tensors reachable from ``root``, each after every tensor using it.
 
-    Iterative depth-first search (a recurrence of thousands of steps must not hit
-    Python's recursion limit).
+    A tensor is always created after its inputs, so newest-first creation order is
+    a topological order: collect the reachable tensors (iteratively: a recurrence
+    of thousands of steps must not hit Python's recursion limit), then sort.
     """
-    order = []
-    visited = set()
-    stack = [(root, False)]
-    while stack:
-        node, parents_done = stack.pop()
-        if parents_done:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
+    nodes = [root]
+    seen = {id(root)}
+    for node in nodes:  # grows while we walk it
         for parent in node._ctx[2]:
-            if isinstance(parent, Tensor) and parent._ctx is not None and id(parent) not in visited:
-                stack.append((parent, False))
-    order.reverse()
-    return order
+            if isinstance(parent, Tensor) and parent._ctx is not None and id(parent) not in seen:
+                seen.add(id(parent))
+                nodes.append(parent)
+    nodes.sort(key=_by_creation, reverse=True)
+    return nodes
 
 
 def _sum_to_shape(xp: Any, grad: Any, shape: tuple[int, ...]) -> Any:
@@ -319,7 +343,7 @@ def _run_backward(root: Tensor, seed: Any, retain_graph: bool) -> None:
             continue
         name, backward, inputs = node._ctx
         if not retain_graph:
-            node._ctx = (name, _graph_freed, ())
+            node._ctx = _FREED
         input_grads = backward(grad)
         for x, x_grad in zip(inputs, input_grads):
             if x_grad is None or not isinstance(x, Tensor) or not x.requires_grad:

@@ -1,0 +1,1 @@
+"""Benchmarks: per-op overhead, model steps, hand-derived NumPy references."""

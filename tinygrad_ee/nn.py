@@ -1,0 +1,399 @@
+"""Building blocks for models: parameters, modules, layers, initialisers and losses.
+
+Everything here is a composition of engine ops: no function in this module has a
+hand-written derivative, so the engine derives every gradient (and gradcheck can
+hold each of them against finite differences).
+
+A model is a `Module` whose attributes are `Parameter`s, other Modules, or lists
+of either. Its parameters are found by walking those attributes in the order
+they were assigned:
+
+    >>> import tinygrad_ee as tg
+    >>> from tinygrad_ee import nn
+    >>> class TwoLayers(nn.Module):
+    ...     def __init__(self):
+    ...         self.hidden = nn.Linear(4, 8)
+    ...         self.out = nn.Linear(8, 2)
+    ...     def forward(self, x):
+    ...         return self.out(self.hidden(x).sigmoid())
+    >>> [name for name, _ in TwoLayers().named_parameters()]
+    ['hidden.weight', 'hidden.bias', 'out.weight', 'out.bias']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np  # host copies for state dicts only, never tensor data
+
+from .backend import Backend, get_backend
+from .tensor import Tensor
+
+# --- parameters and modules -------------------------------------------------------------
+
+
+class Parameter(Tensor):
+    """A Tensor that a `Module` owns and an optimiser updates: it always requires grad.
+
+    ``Parameter(data, device=None, dtype=None)`` takes the same data as `Tensor`
+    (a scalar, nested list, array or Tensor; Python floats become float32).
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data: Any, device: str | Backend | None = None, dtype: Any = None) -> None:
+        super().__init__(data, requires_grad=True, device=device, dtype=dtype)
+
+
+class Module:
+    """A model or layer: holds Parameters and sub-Modules, and computes ``forward``.
+
+    Parameters are discovered from the instance's attributes in the order they were
+    assigned: a `Parameter`, a sub-`Module` (recursively), or a list/tuple of
+    Parameters or Modules. Plain Tensors are constants, not parameters. A Parameter
+    reachable twice (shared weights) is listed once, under its first name.
+
+    Subclasses need no ``super().__init__()``; they define ``forward``, and calling
+    the module calls it.
+    """
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    # --- finding parameters ---------------------------------------------------------
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
+        """``(dotted name, parameter)`` pairs, e.g. ``("layers.0.bias", p)``, in
+        attribute order."""
+        return list(self._walk(prefix="", seen_parameters=set(), seen_modules=set()))
+
+    def parameters(self) -> list[Parameter]:
+        """The parameters, in the order of `named_parameters`."""
+        return [parameter for _, parameter in self.named_parameters()]
+
+    def _walk(
+        self, prefix: str, seen_parameters: set[int], seen_modules: set[int]
+    ) -> Iterator[tuple[str, Parameter]]:
+        # Sets of ids, not of tensors: Tensor's == is elementwise.
+        if id(self) in seen_modules:  # a module shared by two parents, or a cycle
+            return
+        seen_modules.add(id(self))
+        for attribute, value in vars(self).items():
+            items = enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)]
+            for position, item in items:
+                name = prefix + attribute + ("" if position is None else f".{position}")
+                if isinstance(item, Parameter):
+                    if id(item) not in seen_parameters:
+                        seen_parameters.add(id(item))
+                        yield name, item
+                elif isinstance(item, Module):
+                    yield from item._walk(name + ".", seen_parameters, seen_modules)
+
+    # --- gradients and devices --------------------------------------------------------
+    def zero_grad(self) -> None:
+        """Forget every parameter's gradient (``.grad = None``)."""
+        for parameter in self.parameters():
+            parameter.grad = None
+
+    def to(self, device: str | Backend) -> Module:
+        """Move every parameter (and its gradient) to ``device`` in place; returns self.
+
+        The Parameter objects stay the same, so an optimiser built on them keeps
+        working, as long as its own state is on the same device (build it after).
+        """
+        backend = get_backend(device)
+        for parameter in self.parameters():
+            if parameter.backend is backend:
+                continue
+            parameter.data = backend.asarray(parameter.numpy())
+            parameter.backend = backend
+            if parameter.grad is not None:
+                parameter.grad = parameter.grad.to(backend)
+        return self
+
+    # --- saving and loading -------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameter name -> a NumPy copy of its values (on the host)."""
+        return {name: parameter.numpy() for name, parameter in self.named_parameters()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Copy values from ``state`` (name -> array) into the parameters.
+
+        Everything is checked first: the keys must be exactly the parameter names,
+        each value numeric (integers or floats) with the parameter's shape. If
+        anything is wrong, a ValueError lists every problem and no parameter is
+        changed. Values are copied, converted to the parameter's dtype, onto its
+        device.
+        """
+        parameters = dict(self.named_parameters())
+        problems = _key_problems(expected=parameters, given=state)
+        host_values = {}
+        for name, parameter in parameters.items():
+            if name not in state:
+                continue
+            value, problem = _host_array(name, state[name], parameter.shape)
+            if problem:
+                problems.append(problem)
+            host_values[name] = value
+        if problems:
+            raise ValueError("load_state_dict: " + "; ".join(problems))
+        for name, parameter in parameters.items():
+            parameter.data = parameter.backend.asarray(host_values[name], dtype=parameter.dtype)
+
+
+def _key_problems(expected: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
+    """Messages for keys that are missing from ``given`` or that it should not have."""
+    problems = []
+    missing = [key for key in expected if key not in given]
+    unexpected = [key for key in given if key not in expected]
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    return problems
+
+
+def _host_array(
+    key: str, value: Any, expected_shape: tuple[int, ...]
+) -> tuple[np.ndarray | None, str | None]:
+    """``value`` as a fresh NumPy array, or a message saying why it cannot be used.
+
+    A copy, so that changing the caller's array later cannot change a parameter.
+    """
+    if isinstance(value, Tensor):
+        value = value.numpy()
+    try:
+        array = np.array(value, copy=True)
+    except (TypeError, ValueError) as error:
+        return None, f"{key!r} is not an array ({error})"
+    if array.dtype.kind not in "iuf":  # complex, bool, strings and objects are refused
+        return None, f"{key!r} has dtype {array.dtype}, expected integers or floats"
+    if array.shape != tuple(expected_shape):
+        return (
+            None,
+            f"{key!r} has the wrong shape: expected {tuple(expected_shape)}, got {array.shape}",
+        )
+    return array, None
+
+
+# --- initialisers -----------------------------------------------------------------------
+# All draw from the backend's seeded generator: ``seed(s, device)`` makes a run
+# reproducible, and a seed gives the same numbers on every device.
+
+
+def seed(seed: int, device: str | Backend = "cpu") -> None:
+    """Reset the random generator that the initialisers on ``device`` draw from."""
+    get_backend(device).seed(seed)
+
+
+def _dtype(backend: Backend, dtype: Any) -> Any:
+    return backend.dtype(dtype) if isinstance(dtype, str) else dtype
+
+
+def uniform(
+    shape: tuple[int, ...],
+    bound: float,
+    device: str | Backend = "cpu",
+    dtype: Any = "float32",
+) -> Parameter:
+    """A Parameter of ``shape`` drawn uniformly from [-bound, bound]."""
+    backend = get_backend(device)
+    values = backend.uniform(tuple(shape), -bound, bound, _dtype(backend, dtype))
+    return Parameter(values, device=backend)
+
+
+def normal(
+    shape: tuple[int, ...],
+    std: float,
+    device: str | Backend = "cpu",
+    dtype: Any = "float32",
+) -> Parameter:
+    """A Parameter of ``shape`` drawn from N(0, std^2)."""
+    backend = get_backend(device)
+    return Parameter(backend.normal(tuple(shape), std, _dtype(backend, dtype)), device=backend)
+
+
+def xavier_bound(fan_in: int, fan_out: int) -> float:
+    """Glorot/Xavier uniform bound sqrt(6 / (fan_in + fan_out)): it keeps the variance
+    of activations and of gradients roughly equal from layer to layer."""
+    return math.sqrt(6.0 / (fan_in + fan_out))
+
+
+# --- layers -----------------------------------------------------------------------------
+class Linear(Module):
+    """An affine layer: ``x @ weight + bias``.
+
+    Shapes: x (..., in_features) -> (..., out_features); weight (in_features,
+    out_features), so rows of x are samples; bias (out_features,), or None with
+    ``bias=False``.
+
+    ``init="xavier"``: weight and bias uniform in [-w0, w0] with
+    w0 = sqrt(6 / (in_features + out_features)). ``init="normal"``: weight and bias
+    from N(0, std^2).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        init: str = "xavier",
+        std: float = 0.01,
+        bias: bool = True,
+        device: str | Backend = "cpu",
+        dtype: Any = "float32",
+    ) -> None:
+        if in_features < 1 or out_features < 1:
+            raise ValueError(
+                f"Linear: feature counts must be positive, got {in_features} and {out_features}"
+            )
+        if init == "xavier":
+            bound = xavier_bound(in_features, out_features)
+            draw = lambda shape: uniform(shape, bound, device, dtype)
+        elif init == "normal":
+            draw = lambda shape: normal(shape, std, device, dtype)
+        else:
+            raise ValueError(f"Linear: init must be 'xavier' or 'normal', got {init!r}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = draw((in_features, out_features))
+        self.bias = draw((out_features,)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., in_features) -> (..., out_features)."""
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"Linear: expected input of shape (..., {self.in_features}), got {x.shape}"
+            )
+        out = x @ self.weight
+        return out if self.bias is None else out + self.bias
+
+
+class Embedding(Module):
+    """A lookup table: row ``i`` of ``weight`` is the vector of item ``i``.
+
+    Shapes: weight (num_embeddings, dim); indices (any shape, integers in
+    [0, num_embeddings)) -> (*indices.shape, dim). The forward gathers rows; its
+    backward scatter-adds, so an index used twice gets the sum of both gradients.
+
+    ``init="normal"``: N(0, std^2); ``init="xavier"``: uniform in
+    [-w0, w0], w0 = sqrt(6 / (num_embeddings + dim)).
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        dim: int,
+        init: str = "normal",
+        std: float = 0.01,
+        device: str | Backend = "cpu",
+        dtype: Any = "float32",
+    ) -> None:
+        if num_embeddings < 1 or dim < 1:
+            raise ValueError(f"Embedding: sizes must be positive, got {num_embeddings} and {dim}")
+        shape = (num_embeddings, dim)
+        if init == "normal":
+            self.weight = normal(shape, std, device, dtype)
+        elif init == "xavier":
+            self.weight = uniform(shape, xavier_bound(num_embeddings, dim), device, dtype)
+        else:
+            raise ValueError(f"Embedding: init must be 'normal' or 'xavier', got {init!r}")
+        self.num_embeddings = num_embeddings
+        self.dim = dim
+
+    def forward(self, indices: Tensor) -> Tensor:
+        """(*indices.shape) integers -> (*indices.shape, dim)."""
+        _check_class_indices(indices, self.num_embeddings, "Embedding")
+        return self.weight[indices]
+
+
+def _dtype_name(dtype: Any) -> str:
+    # "int64" for NumPy and CuPy dtypes, "array_api_strict.int64" for the strict ones
+    return str(dtype).rsplit(".", 1)[-1]
+
+
+def _check_class_indices(indices: Any, count: int, caller: str) -> None:
+    """Integer indices in [0, count), or a clear error.
+
+    Out-of-range indices would otherwise fail obscurely on NumPy and wrap around
+    silently on CuPy, so the range is checked (a small reduction per call).
+    """
+    if not isinstance(indices, Tensor):
+        raise TypeError(
+            f"{caller}: indices must be an integer Tensor, got {type(indices).__name__}"
+        )
+    if not _dtype_name(indices.dtype).startswith(("int", "uint")):
+        raise TypeError(f"{caller}: indices must be integers, got {indices.dtype}")
+    if indices.size == 0:
+        return
+    xp = indices.backend.xp
+    low, high = int(xp.min(indices.data)), int(xp.max(indices.data))
+    if low < 0 or high >= count:
+        raise ValueError(
+            f"{caller}: indices must lie in [0, {count}), got values from {low} to {high}"
+        )
+
+
+# --- losses -----------------------------------------------------------------------------
+def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean over the batch of -log softmax(logits)[n, targets[n]]: a scalar.
+
+    Shapes: logits (N, K) unnormalised scores; targets (N,) integer class indices
+    in [0, K). Computed through log_softmax, so it stays finite for logits of any
+    magnitude.
+    """
+    if logits.ndim != 2 or logits.shape[0] == 0:
+        raise ValueError(
+            f"cross_entropy: logits must have shape (N, K) with N > 0, got {logits.shape}"
+        )
+    count, classes = logits.shape
+    if not isinstance(targets, Tensor) or targets.shape != (count,):
+        shape = targets.shape if isinstance(targets, Tensor) else type(targets).__name__
+        raise ValueError(
+            f"cross_entropy: targets must be class indices of shape ({count},) "
+            f"to match logits {logits.shape}, got {shape}"
+        )
+    _check_class_indices(targets, classes, "cross_entropy")
+    # One-hot rows pick each sample's log-probability; the mask is a constant (a
+    # comparison has no gradient), so only log_softmax is differentiated.
+    class_ids = Tensor(list(range(classes)), device=logits.backend, dtype="int64")
+    labels = targets.astype("int64").reshape(count, 1)
+    one_hot = (labels == class_ids).astype(logits.dtype)
+    return -(one_hot * logits.log_softmax(axis=1)).sum(axis=1).mean()
+
+
+def mse(prediction: Tensor, target: Tensor | Any) -> Tensor:
+    """Mean of the squared differences over all elements: a scalar.
+
+    The shapes must be equal: broadcasting (N, 1) against (N,) would silently
+    compare every prediction with every target.
+    """
+    if not isinstance(target, Tensor):
+        target = Tensor(target, device=prediction.backend, dtype=prediction.dtype)
+    if prediction.shape != target.shape:
+        raise ValueError(
+            f"mse: prediction {prediction.shape} and target {target.shape} differ in shape"
+        )
+    difference = prediction - target
+    return (difference * difference).mean()
+
+
+def bernoulli_kl(rho: float, rho_hat: Tensor, eps: float = 1e-6) -> Tensor:
+    """KL(Bernoulli(rho) || Bernoulli(rho_hat)), elementwise; same shape as ``rho_hat``.
+
+        rho log(rho / rho_hat) + (1 - rho) log((1 - rho) / (1 - rho_hat))
+
+    ``rho`` is the target rate, a number in (0, 1). ``rho_hat`` is clipped into
+    [eps, 1 - eps] first, so the result is finite even where a mean activation is
+    exactly 0 or 1 (and no gradient flows through the clipped elements). Sum it
+    for the sparsity penalty.
+    """
+    if not 0.0 < rho < 1.0:
+        raise ValueError(f"bernoulli_kl: rho must lie in (0, 1), got {rho}")
+    if not 0.0 < eps < 0.5:
+        raise ValueError(f"bernoulli_kl: eps must lie in (0, 0.5), got {eps}")
+    q = rho_hat.clip(eps, 1.0 - eps)
+    return rho * (rho / q).log() + (1.0 - rho) * ((1.0 - rho) / (1.0 - q)).log()
