@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np  # host copies for state dicts only, never tensor data
 
+from . import ops
 from .backend import Backend, get_backend
 from .tensor import Tensor
 
@@ -357,12 +358,7 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
             f"to match logits {logits.shape}, got {shape}"
         )
     _check_class_indices(targets, classes, "cross_entropy")
-    # One-hot rows pick each sample's log-probability; the mask is a constant (a
-    # comparison has no gradient), so only log_softmax is differentiated.
-    class_ids = Tensor(list(range(classes)), device=logits.backend, dtype="int64")
-    labels = targets.astype("int64").reshape(count, 1)
-    one_hot = (labels == class_ids).astype(logits.dtype)
-    return -(one_hot * logits.log_softmax(axis=1)).sum(axis=1).mean()
+    return ops.cross_entropy(logits, targets)
 
 
 def mse(prediction: Tensor, target: Tensor | Any) -> Tensor:

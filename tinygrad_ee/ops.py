@@ -314,6 +314,25 @@ def log_softmax(be, x, axis=-1):
     return out, lambda g: (g - xp.exp(out) * xp.sum(g, axis=axis, keepdims=True),)
 
 
+@op(REAL, INDEX, kind="cross_entropy")
+def cross_entropy(be, logits, targets):
+    """Mean over N of -log softmax(logits)[n, targets[n]]: logits (N, K), integer
+    targets (N,) -> a 0-d loss. One op, because its gradient is simply
+    (softmax - one_hot) / N, which saves several (N, K) passes over composing it."""
+    xp = be.xp
+    count = logits.shape[0]
+    shifted = logits - xp.max(logits, axis=1, keepdims=True)
+    log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+    picked = xp.take_along_axis(log_probs, xp.reshape(targets, (count, 1)), axis=1)
+
+    def backward(g):
+        classes = xp.arange(logits.shape[1], dtype=targets.dtype)
+        one_hot = xp.astype(classes[None, :] == targets[:, None], logits.dtype)
+        return (xp.exp(log_probs) - one_hot) * (g / count), None
+
+    return -xp.sum(picked) / count, backward
+
+
 # --- linear algebra -------------------------------------------------------------
 @op(REAL, REAL, kind="matmul")
 def matmul(be, x, y):

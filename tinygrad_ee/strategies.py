@@ -167,6 +167,10 @@ def op_cases(draw, spec: OpSpec, device: str = "cpu") -> tuple[tuple, dict]:
             for n in lengths
         )
         return pieces, {"axis": axis}
+    if kind == "cross_entropy":
+        count, classes = draw(st.integers(1, 4)), draw(st.integers(1, 5))
+        targets = tensor((count,), domains[1], high=classes)
+        return (tensor((count, classes), domains[0]), targets), {}
     if kind == "stack":
         shape = draw(shapes())
         count = draw(st.integers(1, 3))
@@ -177,7 +181,7 @@ def op_cases(draw, spec: OpSpec, device: str = "cpu") -> tuple[tuple, dict]:
 
 KINDS: frozenset[str] = frozenset(
     "unary clip astype binary where reduce softmax matmul reshape permute getitem gather "
-    "concat split unbind stack".split()
+    "concat split unbind stack cross_entropy".split()
 )
 """The op kinds `op_cases` knows how to call."""
 
