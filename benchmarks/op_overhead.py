@@ -84,8 +84,8 @@ def measure(device: str = "cpu", repeat: int = 2000, shape=(32, 128)) -> dict[st
         "engine_mul_recorded": median_us(lambda: xg * yg, repeat, sync=sync),
         "raw_mul_forward_backward": median_us(raw_step, repeat, sync=sync),
         "engine_mul_forward_backward": median_us(engine_step, repeat, sync=sync),
-        "raw_chain_10_ops": median_us(raw_chain, repeat // 4, sync=sync),
-        "engine_chain_10_ops": median_us(engine_chain, repeat // 4, sync=sync),
+        "raw_chain_10_ops": median_us(raw_chain, max(1, repeat // 4), sync=sync),
+        "engine_chain_10_ops": median_us(engine_chain, max(1, repeat // 4), sync=sync),
     }
     r["forward_overhead_no_grad"] = r["engine_mul_no_grad"] - r["raw_mul"]
     r["forward_overhead_recorded"] = r["engine_mul_recorded"] - r["raw_mul"]

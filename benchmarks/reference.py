@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
+
+from benchmarks.timing import median_ms
 
 Params = dict[str, np.ndarray]
 
@@ -562,16 +562,6 @@ def recurrent_step(
 # --------------------------------------------------------------------------- benchmark
 
 
-def _median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up (velocity allocation, BLAS thread start)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
 def measure(dtype=np.float32, repeat: int = 20, steps: int = 150) -> dict[str, float]:
     """Median milliseconds per training step at SPEC's default sizes and hyper-parameters."""
     rng = np.random.default_rng(0)
@@ -580,7 +570,7 @@ def measure(dtype=np.float32, repeat: int = 20, steps: int = 150) -> dict[str, f
     ae = init_autoencoder(64, rng, dtype)
     x = rng.uniform(0.1, 0.9, size=(32, 256)).astype(dtype)
     opt = SGDMomentum(0.075, 0.85)
-    out["autoencoder H=64 N=32"] = _median_ms(
+    out["autoencoder H=64 N=32"] = median_ms(
         lambda: autoencoder_step(ae, opt, x, 5e-4, 2.0, 0.025), repeat
     )
 
@@ -589,7 +579,7 @@ def measure(dtype=np.float32, repeat: int = 20, steps: int = 150) -> dict[str, f
         context = rng.integers(0, 250, size=(200, 3))
         targets = rng.integers(0, 250, size=200)
         opt = SGDMomentum(0.15, 0.85)
-        out[f"language model D={dim} P={hid} N=200"] = _median_ms(
+        out[f"language model D={dim} P={hid} N=200"] = median_ms(
             lambda lm=lm, c=context, y=targets, o=opt: language_model_step(lm, o, c, y), repeat
         )
 
@@ -598,7 +588,7 @@ def measure(dtype=np.float32, repeat: int = 20, steps: int = 150) -> dict[str, f
     for cell in RECURRENT_CELLS:
         rp = init_recurrent(cell, 3, 128, 6, rng, dtype)
         opt = SGDMomentum(0.1, 0.85)
-        out[f"{cell} H=128 T={steps} B=32"] = _median_ms(
+        out[f"{cell} H=128 T={steps} B=32"] = median_ms(
             lambda c=cell, p=rp, o=opt: recurrent_step(c, p, o, xs, ys), max(3, repeat // 4)
         )
     return out

@@ -34,6 +34,11 @@ class FourGramLanguageModel(nn.Module):
 
     def logits(self, context: Tensor) -> Tensor:
         """context (N, 3) integer word indices -> next-word logits (N, vocab_size)."""
+        if context.ndim != 2 or context.shape[1] != self.context_size:
+            raise ValueError(
+                f"language model: context must have shape (N, {self.context_size}), "
+                f"got {context.shape}"
+            )
         n = context.shape[0]
         vectors = self.embedding(context)  # (N, 3, D)
         joined = vectors.reshape(n, -1)  # the three vectors side by side: (N, 3D)

@@ -125,6 +125,12 @@ class SequenceClassifier(nn.Module):
 
     def last_hidden(self, x: Tensor) -> Tensor:
         """(B, T, C) -> h_T (B, H), back-propagating through every step."""
+        channels = self.cell.input_weight.shape[0]
+        if x.ndim != 3 or x.shape[2] != channels or x.shape[1] == 0:
+            raise ValueError(
+                f"SequenceClassifier: input must have shape (B, T, {channels}) with T > 0, "
+                f"got {x.shape}"
+            )
         state = self.cell.initial_state(x.shape[0], like=x)
         for x_projected in self.cell.project_inputs(x):
             state = self.cell.step(x_projected, state)

@@ -26,7 +26,9 @@ import numpy as np
 
 Array = Any  # an array of whichever library the backend drives
 
-CUDA_INSTALL_HINT = "pip install 'tinygrad-ee[cuda]'  (CuPy built for CUDA 12)"
+CUDA_INSTALL_HINT = (
+    "pip install 'tinygrad-ee[cuda]' (CuPy for CUDA 12) or 'tinygrad-ee[cuda13]' (CUDA 13)"
+)
 
 
 class DeviceError(RuntimeError):
@@ -103,10 +105,41 @@ class Backend:
         return xp.reshape(one_hot @ flat, shape)
 
 
+def _numpy_namespace() -> Any:
+    """NumPy's namespace with faster equivalents of a few standard functions.
+
+    ``np.sum``, ``np.max``, ``np.mean``, ``np.reshape``... are Python wrappers that
+    cost 1 to 5 microseconds per call before any arithmetic; the engine calls them
+    thousands of times per training step on small arrays, so it uses the ufunc
+    reductions and array methods underneath instead (same results).
+    """
+
+    def mean(x, axis=None, keepdims=False):
+        count = x.size if axis is None else math.prod(x.shape[a] for a in np.atleast_1d(axis))
+        return np.add.reduce(x, axis=axis, keepdims=keepdims) / count
+
+    def clip(x, min=None, max=None):
+        if min is not None:
+            x = np.maximum(x, min)
+        return x if max is None else np.minimum(x, max)
+
+    names = {name: getattr(np, name) for name in dir(np) if not name.startswith("_")}
+    names.update(
+        sum=lambda x, axis=None, keepdims=False: np.add.reduce(x, axis=axis, keepdims=keepdims),
+        max=lambda x, axis=None, keepdims=False: np.maximum.reduce(x, axis=axis, keepdims=keepdims),
+        mean=mean,
+        clip=clip,
+        reshape=lambda x, shape, copy=None: x.reshape(shape),
+        permute_dims=lambda x, axes: x.transpose(axes),
+        matrix_transpose=lambda x: x.swapaxes(-1, -2),
+    )
+    return types.SimpleNamespace(**names)
+
+
 class NumpyBackend(Backend):
     """NumPy (its main namespace follows the Array API standard since 2.0)."""
 
-    xp = np
+    xp = _numpy_namespace()
     device = "cpu"
 
     def asarray(self, data: Any, dtype: Any = None) -> Array:
@@ -157,6 +190,7 @@ def _cupy_namespace(cupy: Any) -> Any:
         "pow": cupy.power,
         "astype": lambda x, dtype, copy=True: x.astype(dtype, copy=copy),
         "matrix_transpose": lambda x: cupy.swapaxes(x, -1, -2),
+        "bool": getattr(cupy, "bool_", None),  # CuPy 13 has only bool_
     }
     names = {name: getattr(cupy, name) for name in dir(cupy) if not name.startswith("_")}
     for name, function in fill.items():
@@ -171,9 +205,14 @@ class CupyBackend(Backend):
         super().__init__()
         try:
             cupy = importlib.import_module("cupy")
-        except ImportError:
+        except ModuleNotFoundError:
             raise DeviceError(
                 f"device 'cuda:{index}' needs CuPy, which is not installed: {CUDA_INSTALL_HINT}"
+            ) from None
+        except ImportError as error:  # installed, but e.g. built for another CUDA version
+            raise DeviceError(
+                f"device 'cuda:{index}' needs CuPy, which is installed but fails to import "
+                f"({error}); reinstall the build matching your CUDA: {CUDA_INSTALL_HINT}"
             ) from None
         try:
             count = cupy.cuda.runtime.getDeviceCount()
@@ -188,6 +227,9 @@ class CupyBackend(Backend):
             raise DeviceError(f"device 'cuda:{index}' does not exist: {count} GPU(s) visible")
         self._cupy = cupy
         self._gpu = cupy.cuda.Device(index)
+        # Ops run on CuPy's current device: make it this one. (One GPU per process;
+        # mixing cuda:0 and cuda:1 tensors in one program is not supported.)
+        self._gpu.use()
         self.xp = _cupy_namespace(cupy)
         self.device = f"cuda:{index}"
 

@@ -31,7 +31,7 @@ from .domains import (
     REAL,
     Domain,
 )
-from .tensor import Tensor, apply, apply_multi
+from .tensor import Tensor, _device_mismatch, _is_floating, apply, apply_multi, no_grad
 
 Axis = int | tuple[int, ...] | None
 
@@ -93,8 +93,14 @@ def _axes(axis: Axis, ndim: int) -> tuple[int, ...]:
         axis = (axis,)
     for a in axis:
         if not -ndim <= a < ndim:
-            raise ValueError(f"axis {a} is out of range for a {ndim}-d tensor")
+            raise ValueError(f"axis {a} is out of range for {ndim} axes")
     return tuple(a % ndim for a in axis)
+
+
+def _at_least_1d(x: Any, name: str) -> int:
+    if x.ndim == 0:
+        raise ValueError(f"{name}: needs a tensor with at least one axis, got a 0-d tensor")
+    return x.ndim
 
 
 def _expand_to(xp: Any, grad: Any, shape: tuple[int, ...], axes: tuple[int, ...]) -> Any:
@@ -106,6 +112,24 @@ def _expand_to(xp: Any, grad: Any, shape: tuple[int, ...], axes: tuple[int, ...]
 def _along(axis: int, index: Any) -> tuple:
     """An index selecting ``index`` along ``axis`` (Ellipsis covers the rest)."""
     return (slice(None),) * axis + (index, Ellipsis)
+
+
+def _checked_indices(be: Any, indices: Any, count: int, name: str) -> Any:
+    """``indices`` as int64 (narrow ints overflow in index arithmetic), all in [0, count).
+
+    Checked here because libraries differ on the rest: NumPy wraps negative indices,
+    CuPy wraps out-of-range ones silently."""
+    xp = be.xp
+    if "int" not in str(indices.dtype):
+        raise TypeError(f"{name}: indices must be integers, got {indices.dtype}")
+    indices = xp.astype(indices, xp.int64)
+    if indices.shape[0]:
+        low, high = int(xp.min(indices)), int(xp.max(indices))
+        if low < 0 or high >= count:
+            raise IndexError(
+                f"{name}: indices must lie in [0, {count}), got values from {low} to {high}"
+            )
+    return indices
 
 
 # --- arithmetic ------------------------------------------------------------------
@@ -154,7 +178,10 @@ def pow(be, x, y):
         gx = None if isinstance(x, (int, float)) else g * y * x ** (y - 1)
         if isinstance(y, (int, float)):
             return gx, None
-        log_x = math.log(x) if isinstance(x, (int, float)) else be.xp.log(x)
+        if isinstance(x, (int, float)):
+            log_x = math.log(x) if x > 0 else math.nan
+        else:  # log only where defined: a tensor exponent needs a positive base
+            log_x = be.xp.where(x > 0, be.xp.log(be.xp.where(x > 0, x, 1.0)), math.nan)
         return gx, g * out * log_x
 
     return out, backward
@@ -321,6 +348,7 @@ def cross_entropy(be, logits, targets):
     (softmax - one_hot) / N, which saves several (N, K) passes over composing it."""
     xp = be.xp
     count = logits.shape[0]
+    targets = _checked_indices(be, targets, logits.shape[1], "cross_entropy")
     shifted = logits - xp.max(logits, axis=1, keepdims=True)
     log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
     picked = xp.take_along_axis(log_probs, xp.reshape(targets, (count, 1)), axis=1)
@@ -380,14 +408,22 @@ def permute(be, x, axes=None):
 
 @op(REAL, kind="getitem")
 def getitem(be, x, index=()):
-    """Basic indexing: ints, slices, None and Ellipsis (a view; no copy)."""
+    """Basic indexing: ints, slices, None and Ellipsis (a view; no copy).
+    Integer-array indexing is `gather` (index with an integer Tensor)."""
     if not isinstance(index, tuple):
         index = (index,)
-    if Ellipsis not in index:
+    for item in index:
+        if not (item is None or item is Ellipsis or isinstance(item, (int, slice))):
+            raise TypeError(
+                f"index entries must be ints, slices, None or ..., got {type(item).__name__}; "
+                "to pick rows by an array of indices, index with an integer Tensor (gather)"
+            )
+    if not any(item is Ellipsis for item in index):
         index = index + (Ellipsis,)  # the standard wants every axis covered
 
     # Assignment takes no None (new axes): drop them, and the matching size-1 axes of g.
-    plain = tuple(i for i in index if i is not None) if None in index else index
+    has_new_axes = any(item is None for item in index)
+    plain = tuple(item for item in index if item is not None) if has_new_axes else index
 
     def backward(g):
         grad = be.xp.zeros_like(x, dtype=g.dtype)
@@ -404,9 +440,7 @@ def gather(be, x, indices):
     Shapes: x (V, *rest), indices (*idx) -> (*idx, *rest). The backward scatter-adds
     (repeated indices add up) through the backend."""
     xp = be.xp
-    if "int" not in str(indices.dtype):
-        raise TypeError(f"gather: indices must be integers, got {indices.dtype}")
-    flat = xp.reshape(indices, (-1,))
+    flat = _checked_indices(be, xp.reshape(indices, (-1,)), x.shape[0], "gather")
     rest = x.shape[1:]
     out = xp.reshape(xp.take(x, flat, axis=0), tuple(indices.shape) + rest)
 
@@ -420,10 +454,10 @@ def gather(be, x, indices):
 def _concat(be, *xs, axis=0):
     """Tensors joined along an existing ``axis``."""
     xp = be.xp
+    (axis,) = _axes(axis, _at_least_1d(xs[0], "concat"))
     ends = []
     for x in xs:
-        ends.append((ends[-1] if ends else 0) + x.shape[axis % x.ndim])
-    axis = axis % xs[0].ndim
+        ends.append((ends[-1] if ends else 0) + x.shape[axis])
 
     def backward(g):
         return tuple(g[_along(axis, slice(end - x.shape[axis], end))] for x, end in zip(xs, ends))
@@ -435,7 +469,7 @@ def _concat(be, *xs, axis=0):
 def _stack(be, *xs, axis=0):
     """Tensors of one shape joined along a new ``axis``."""
     xp = be.xp
-    axis = axis % (xs[0].ndim + 1)
+    (axis,) = _axes(axis, xs[0].ndim + 1)
     return xp.stack(xs, axis=axis), lambda g: tuple(g[_along(axis, i)] for i in range(len(xs)))
 
 
@@ -445,7 +479,7 @@ def split(be, x, sections=2, axis=0):
 
     Backward concatenates the pieces' gradients once (zeros for unused pieces)."""
     xp = be.xp
-    axis = axis % x.ndim
+    (axis,) = _axes(axis, _at_least_1d(x, "split"))
     length = x.shape[axis]
     if isinstance(sections, int):
         if sections <= 0 or length % sections:
@@ -478,7 +512,7 @@ def unbind(be, x, axis=0):
     Backward stacks the slices' gradients once, so walking a sequence step by step
     costs O(T), not the O(T^2) of one full-size zero gradient per indexed step."""
     xp = be.xp
-    axis = axis % x.ndim
+    (axis,) = _axes(axis, _at_least_1d(x, "unbind"))
     pieces = [x[_along(axis, i)] for i in range(x.shape[axis])]
 
     def backward(grads):
@@ -511,10 +545,22 @@ def argmax(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor
 
 def _compare(name: str) -> Callable:
     def compare(x: Tensor, y: Any) -> Tensor:
-        other = y.data if isinstance(y, Tensor) else y
-        return Tensor._make(getattr(x.data, name)(other), x.backend)
+        if isinstance(y, Tensor):
+            if y.backend is not x.backend:
+                raise _device_mismatch(name.strip("_"), x.backend, y.backend)
+            y = y.data
+        return Tensor._make(getattr(x.data, name)(y), x.backend)
 
     return compare
+
+
+def cast(x: Tensor, dtype: Any) -> Tensor:
+    """``x`` as ``dtype``; differentiable to floating dtypes, without history to others."""
+    target = x.backend.dtype(dtype) if isinstance(dtype, str) else dtype
+    if _is_floating(x.backend, target):
+        return astype(x, dtype=target)
+    with no_grad():
+        return astype(x, dtype=target)
 
 
 # --- Tensor methods and operators ----------------------------------------------------
@@ -551,6 +597,7 @@ _METHODS = {
     "__rmatmul__": lambda x, y: matmul(y, x),
     "__neg__": neg,
     "__getitem__": _index,
+    "__iter__": lambda x: iter(unbind(x, axis=0)),
     "__lt__": _compare("__lt__"),
     "__le__": _compare("__le__"),
     "__gt__": _compare("__gt__"),
@@ -565,7 +612,7 @@ _METHODS = {
     "sigmoid": sigmoid,
     "relu": relu,
     "clip": lambda x, low=None, high=None: clip(x, low=low, high=high),
-    "astype": lambda x, dtype: astype(x, dtype=dtype),
+    "astype": lambda x, dtype: cast(x, dtype),
     "sum": lambda x, axis=None, keepdims=False: sum(x, axis=axis, keepdims=keepdims),
     "mean": lambda x, axis=None, keepdims=False: mean(x, axis=axis, keepdims=keepdims),
     "max": lambda x, axis=None, keepdims=False: max(x, axis=axis, keepdims=keepdims),

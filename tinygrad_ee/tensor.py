@@ -164,7 +164,8 @@ class Tensor:
         return Tensor._make(self.data, self.backend)
 
     def to(self, device: str | Backend) -> Tensor:
-        """A copy on ``device``; it is a new leaf (gradients do not cross devices)."""
+        """This tensor on ``device``: ``self`` when it is there already, else a copy
+        that is a new leaf (gradients do not cross devices)."""
         backend = get_backend(device)
         if backend is self.backend:
             return self
@@ -209,18 +210,24 @@ class Tensor:
     # Operators and methods (``+``, ``@``, ``.sum()``, ...) are attached in ops.py.
 
 
-def zeros(shape: tuple[int, ...], device: str | Backend = "cpu", dtype: Any = "float32") -> Tensor:
+def zeros(
+    shape: int | tuple[int, ...], device: str | Backend = "cpu", dtype: Any = "float32"
+) -> Tensor:
     """A tensor of zeros (no history)."""
     backend = get_backend(device)
     dtype = backend.dtype(dtype) if isinstance(dtype, str) else dtype
-    return Tensor._make(backend.xp.zeros(tuple(shape), dtype=dtype), backend)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return Tensor._make(backend.xp.zeros(shape, dtype=dtype), backend)
 
 
-def ones(shape: tuple[int, ...], device: str | Backend = "cpu", dtype: Any = "float32") -> Tensor:
+def ones(
+    shape: int | tuple[int, ...], device: str | Backend = "cpu", dtype: Any = "float32"
+) -> Tensor:
     """A tensor of ones (no history)."""
     backend = get_backend(device)
     dtype = backend.dtype(dtype) if isinstance(dtype, str) else dtype
-    return Tensor._make(backend.xp.ones(tuple(shape), dtype=dtype), backend)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return Tensor._make(backend.xp.ones(shape, dtype=dtype), backend)
 
 
 def _is_floating(backend: Backend, dtype: Any) -> bool:
