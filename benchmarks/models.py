@@ -18,6 +18,7 @@ import tracemalloc
 from collections.abc import Callable
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 import tinygrad_ee as tg
 from benchmarks import reference
@@ -160,7 +161,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", action="append", choices=["float32", "float64"])
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="T=20 and few repetitions")
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="BLAS threads (default 1: these products are small, and threads that must share "
+        "busy cores make each one many times slower)",
+    )
     args = parser.parse_args(argv)
+    with threadpool_limits(limits=args.blas_threads, user_api="blas"):
+        _report(args)
+
+
+def _report(args: argparse.Namespace) -> None:
     repeat = 3 if args.quick else args.repeat
     print("| model | dtype | engine ms | hand-derived ms | engine / hand |")
     print("|---|---|---:|---:|---:|")

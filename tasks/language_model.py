@@ -1,0 +1,172 @@
+"""Experiment 2: a 4-gram word-embedding language model, three (D, P) configurations.
+
+Writes: validation cross-entropy per epoch for every configuration in one plot, a
+table of test cross-entropy / accuracy / perplexity, and for 5 random test trigrams
+the 10 most probable next words per configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+
+import tinygrad_ee as tg
+from models import FourGramLanguageModel
+from tinygrad_ee import nn
+
+from . import plots
+from .checkpoint import save_model
+from .data import load_ngrams
+from .default_data import default_ngrams
+from .training import TrainingConfig, fit, in_batches, rows
+
+NAME = "language-model"
+CONFIGURATIONS = ((32, 256), (16, 128), (8, 64))
+DEFAULTS = {"epochs": 50, "batch_size": 200, "lr": 0.15, "momentum": 0.85}
+
+
+def _configuration(text: str) -> tuple[int, int]:
+    try:
+        dim, hidden = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected D,P such as 32,256, got {text!r}") from None
+    return dim, hidden
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("language model")
+    group.add_argument(
+        "--config",
+        type=_configuration,
+        action="append",
+        metavar="D,P",
+        help="embedding size D and hidden size P; repeat for several (default: 32,256 16,128 8,64)",
+    )
+    group.add_argument(
+        "--no-early-stop",
+        action="store_true",
+        help="train every epoch (default: stop when validation cross-entropy changes < 0.5%%)",
+    )
+
+
+def _cross_entropy_and_accuracy(model, context, targets) -> tuple[float, float]:
+    log_probs = in_batches(lambda idx: model.log_probs(rows(context, idx)), context.shape[0])
+    truth = targets.numpy()
+    picked = log_probs[np.arange(len(truth)), truth]
+    return float(-picked.mean()), float((log_probs.argmax(axis=1) == truth).mean())
+
+
+def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
+    data = load_ngrams(args.data) if args.data else default_ngrams()
+    if args.quick:
+        data.train_context, data.train_target = data.train_context[:4000], data.train_target[:4000]
+    device, dtype = args.device, args.dtype
+    tensors = {
+        split: (
+            tg.Tensor(getattr(data, f"{split}_context"), device=device),
+            tg.Tensor(getattr(data, f"{split}_target"), device=device),
+        )
+        for split in ("train", "val", "test")
+    }
+    train_context, train_target = tensors["train"]
+    shown = np.random.default_rng(args.seed).choice(len(data.test_target), size=5, replace=False)
+    results = []
+    for dim, hidden in args.config or CONFIGURATIONS:
+        label = f"D={dim}, P={hidden}"
+        nn.seed(args.seed, device)
+        model = FourGramLanguageModel(len(data.words), dim, hidden, device=device, dtype=dtype)
+
+        def after_epoch(epoch, history, model=model):
+            loss, _ = _cross_entropy_and_accuracy(model, *tensors["val"])
+            history.validation_loss.append(loss)
+            if args.no_early_stop or len(history.validation_loss) < 2:
+                return False
+            previous = history.validation_loss[-2]
+            return abs(previous - loss) / previous < 0.005
+
+        history = fit(
+            model,
+            lambda idx, model=model: model.loss(rows(train_context, idx), rows(train_target, idx)),
+            len(data.train_target),
+            config,
+            np.random.default_rng(args.seed),
+            f"language model {label}",
+            after_epoch,
+        )
+        checkpoint = f"language_model_D{dim}_P{hidden}.npz"
+        save_model(out / checkpoint, model)
+        test_loss, test_accuracy = _cross_entropy_and_accuracy(model, *tensors["test"])
+        top_words, top_probabilities = model.top_k(
+            tg.Tensor(data.test_context[shown], device=device), 10
+        )
+        results.append(
+            {
+                "embedding_dim": dim,
+                "hidden_size": hidden,
+                "label": label,
+                "validation_loss_per_epoch": history.validation_loss,
+                "train_loss_per_epoch": history.train_loss,
+                "epochs_run": len(history.train_loss),
+                "stopped_early": history.stopped_early,
+                "epoch_seconds": history.epoch_seconds,
+                "test_cross_entropy": test_loss,
+                "test_accuracy": test_accuracy,
+                "test_perplexity": math.exp(test_loss),
+                "checkpoint": checkpoint,
+                "predictions": [
+                    {
+                        "context": [data.words[i] for i in data.test_context[row]],
+                        "actual": data.words[data.test_target[row]],
+                        "top10": [[data.words[w], float(p)] for w, p in zip(words, probabilities)],
+                    }
+                    for row, words, probabilities in zip(shown, top_words, top_probabilities)
+                ],
+            }
+        )
+    plots.curves(
+        out / "validation_loss.png",
+        {r["label"]: r["validation_loss_per_epoch"] for r in results},
+        "validation cross-entropy",
+        "epoch",
+        "cross-entropy (nats)",
+    )
+    return {
+        "experiment": NAME,
+        "vocabulary": len(data.words),
+        "samples": {split: int(t[1].shape[0]) for split, t in tensors.items()},
+        "configurations": results,
+        "figures": ["validation_loss.png"],
+        "checkpoints": [r["checkpoint"] for r in results],
+    }
+
+
+def report(metrics: dict) -> str:
+    lines = [
+        "# 4-gram language model",
+        "",
+        f"Vocabulary {metrics['vocabulary']} words; 4-grams: "
+        + ", ".join(f"{split} {n}" for split, n in metrics["samples"].items())
+        + ".",
+        "",
+        "![validation cross-entropy](validation_loss.png)",
+        "",
+        "| D | P | epochs | test cross-entropy | test accuracy | test perplexity |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in metrics["configurations"]:
+        lines.append(
+            f"| {r['embedding_dim']} | {r['hidden_size']} | {r['epochs_run']} | "
+            f"{r['test_cross_entropy']:.3f} | {r['test_accuracy']:.1%} | "
+            f"{r['test_perplexity']:.1f} |"
+        )
+    lines += ["", "## Most probable fourth words (most probable first)", ""]
+    for r in metrics["configurations"]:
+        lines += [f"### {r['label']}", ""]
+        for p in r["predictions"]:
+            guesses = ", ".join(f"{word} ({prob:.2f})" for word, prob in p["top10"])
+            lines.append(f"- *{' '.join(p['context'])}* → (actual: {p['actual']}) {guesses}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,168 @@
+"""The command line, run as a user runs it: in a subprocess, on the embedded data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import tinygrad_ee as tg
+from models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
+from tasks.checkpoint import load_model
+from tasks.data import preprocess_patches
+from tasks.default_data import default_activity, default_ngrams, default_patches
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMON_KEYS = {
+    "experiment",
+    "seconds",
+    "configuration",
+    "device",
+    "dtype",
+    "seed",
+    "versions",
+    "figures",
+    "checkpoints",
+}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tasks", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One quick run of each experiment (smaller options where they exist) and of `all`."""
+    base = tmp_path_factory.mktemp("runs")
+    commands = {
+        "autoencoder": ["autoencoder", "--quick", "--no-sweep"],
+        "language-model": ["language-model", "--quick", "--config", "8,16"],
+        "activity": ["activity", "--quick", "--cell", "gru"],
+        "all": ["all", "--quick"],
+    }
+    results = {}
+    for name, args in commands.items():
+        out = base / name
+        completed = run_cli(*args, "--no-progress", "--out", str(out))
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        results[name] = out
+    return results
+
+
+def _check_run(out: Path) -> dict:
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert COMMON_KEYS <= set(metrics), COMMON_KEYS - set(metrics)
+    for name in metrics["figures"] + metrics["checkpoints"] + ["report.md"]:
+        assert (out / name).is_file(), f"{name} missing from {out}"
+    for figure in metrics["figures"]:
+        assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({figure})" in (out / "report.md").read_text()
+    assert metrics["versions"]["numpy"] == np.__version__
+    return metrics
+
+
+def test_autoencoder_run_writes_everything_and_its_checkpoint_reloads(runs):
+    metrics = _check_run(runs["autoencoder"])
+    assert len(metrics["train_loss_per_epoch"]) == 2
+    model = load_model(runs["autoencoder"] / "autoencoder.npz", SparseAutoencoder(256, 64))
+    # The run's final loss, recomputed by the reloaded model on the same (quick) data.
+    x = tg.Tensor(preprocess_patches(default_patches(seed=0)[:2048]))
+    loss = model.loss(x, metrics["configuration"]["lam"], 2.0, 0.025).item()
+    assert loss == pytest.approx(metrics["final_loss"], rel=1e-5)
+
+
+def test_language_model_run_reports_top_words_most_probable_first(runs):
+    metrics = _check_run(runs["language-model"])
+    (config,) = metrics["configurations"]
+    assert config["test_perplexity"] == pytest.approx(np.exp(config["test_cross_entropy"]))
+    assert len(config["predictions"]) == 5
+    for prediction in config["predictions"]:
+        probabilities = [p for _, p in prediction["top10"]]
+        assert len(probabilities) == 10 and probabilities == sorted(probabilities, reverse=True)
+    data = default_ngrams()
+    model = load_model(
+        runs["language-model"] / config["checkpoint"], FourGramLanguageModel(len(data.words), 8, 16)
+    )
+    predicted = model.log_probs(tg.Tensor(data.test_context)).numpy().argmax(axis=1)
+    assert (predicted == data.test_target).mean() == pytest.approx(config["test_accuracy"])
+
+
+def test_activity_run_writes_confusion_matrices_and_a_reloadable_checkpoint(runs):
+    metrics = _check_run(runs["activity"])
+    (cell,) = metrics["cells"]
+    classes = len(metrics["class_names"])
+    for split in ("train", "test"):
+        matrix = np.array(cell[f"{split}_confusion"])
+        assert matrix.shape == (classes, classes)
+        assert matrix.sum() == metrics["samples"][split]
+        assert np.trace(matrix) / matrix.sum() == pytest.approx(cell[f"{split}_accuracy"])
+    data = default_activity(seed=0)
+    model = load_model(
+        runs["activity"] / "activity_gru.npz",
+        SequenceClassifier("gru", data.train_x.shape[2], classes),
+    )
+    test_x, test_y = data.test_x[:160], data.test_y[:160]  # what --quick uses
+    predicted = model.logits(tg.Tensor(test_x)).numpy().argmax(axis=1)
+    assert (predicted == test_y).mean() == pytest.approx(cell["test_accuracy"])
+
+
+def test_all_links_the_three_reports(runs):
+    report = (runs["all"] / "report.md").read_text()
+    for name in ("autoencoder", "language-model", "activity"):
+        assert f"]({name}/report.md)" in report
+        _check_run(runs["all"] / name)
+
+
+def test_cuda_without_cupy_or_gpu_is_a_clear_error(tmp_path):
+    completed = run_cli("activity", "--quick", "--device", "cuda", "--out", str(tmp_path))
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr
+    assert "error: " in completed.stderr and (
+        "CuPy" in completed.stderr or "GPU" in completed.stderr
+    )
+
+
+def test_a_bad_data_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "data3.h5"
+    with h5py.File(bad, "w") as file:
+        file["trX"] = np.zeros((4, 5))  # rank 2: (N, T, C) expected
+    completed = run_cli("activity", "--quick", "--data", str(bad), "--out", str(tmp_path / "o"))
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr
+    assert "data3.h5" in completed.stderr and "trX" in completed.stderr
+
+
+def test_help_documents_every_option_with_its_default():
+    completed = run_cli("autoencoder", "--help")
+    assert completed.returncode == 0
+    for option in (
+        "--device",
+        "--data",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--momentum",
+        "--dtype",
+        "--seed",
+        "--out",
+        "--quick",
+        "--no-progress",
+        "--hidden-size",
+        "--lam",
+        "--beta",
+        "--rho",
+        "--no-sweep",
+    ):
+        assert option in completed.stdout, option
+    assert "(default: 200)" in completed.stdout  # epochs
