@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sweep-epochs",
         type=int,
         default=50,
-        help="epochs per sweep configuration (default: 50; --quick: 2)",
+        help="epochs per sweep configuration (default: 25; --quick: 2)",
     )
 
 

@@ -48,8 +48,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--no-early-stop",
         action="store_true",
-        help="train every epoch (default: stop when validation cross-entropy changes < 0.5%%)",
+        help="train every epoch (default: stop when the validation cross-entropy, once it "
+        "has started to fall, changes by < 0.5%% between epochs)",
     )
+
+
+def _converged(losses: list[float], tolerance: float = 0.005) -> bool:
+    """SPEC.md's rule, a change of less than 0.5 % between epochs, applied only once the
+    loss has started to fall: from N(0, 0.01^2) weights the model first sits for a few
+    epochs on the unigram plateau, where the loss barely moves (measured on the
+    embedded data: 4.781, 4.783, 4.772, then 4.750, 4.588, ...)."""
+    changes = [abs(b - a) / a for a, b in zip(losses, losses[1:])]
+    started = any(
+        b < a and change >= tolerance for a, b, change in zip(losses, losses[1:], changes)
+    )
+    return started and changes[-1] < tolerance
 
 
 def _cross_entropy_and_accuracy(model, context, targets) -> tuple[float, float]:
@@ -82,10 +95,7 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
         def after_epoch(epoch, history, model=model):
             loss, _ = _cross_entropy_and_accuracy(model, *tensors["val"])
             history.validation_loss.append(loss)
-            if args.no_early_stop or len(history.validation_loss) < 2:
-                return False
-            previous = history.validation_loss[-2]
-            return abs(previous - loss) / previous < 0.005
+            return not args.no_early_stop and _converged(history.validation_loss)
 
         history = fit(
             model,
