@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--sweep-epochs",
         type=int,
-        default=50,
+        default=25,
         help="epochs per sweep configuration (default: 25; --quick: 2)",
     )
 
