@@ -19,7 +19,7 @@ from . import plots
 from .checkpoint import save_model
 from .data import load_activity, split_validation
 from .default_data import default_activity
-from .training import TrainingConfig, fit, in_batches, rows
+from .training import TrainingConfig, cross_entropy_and_accuracy, fit, in_batches, rows
 
 NAME = "activity"
 DEFAULTS = {"epochs": 50, "batch_size": 32, "lr": 0.1, "momentum": 0.85}
@@ -78,16 +78,17 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
             dtype=dtype,
         )
 
-        def logits_of(name, model=model):
+        def evaluate(name, model=model):
+            """(cross-entropy, accuracy, predicted classes) on one split."""
             x, _ = tensors[name]
-            return in_batches(lambda idx: model.logits(rows(x, idx)), x.shape[0], 256)
+            log_probs = in_batches(
+                lambda idx: model.logits(rows(x, idx)).log_softmax(axis=1), x.shape[0], 256
+            )
+            loss, accuracy = cross_entropy_and_accuracy(log_probs, splits[name][1])
+            return loss, accuracy, log_probs.argmax(axis=1)
 
-        def after_epoch(epoch, history, model=model, logits_of=logits_of):
-            logits = logits_of("validation")
-            truth = splits["validation"][1]
-            shifted = logits - logits.max(axis=1, keepdims=True)
-            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-            history.validation_loss.append(float(-log_probs[np.arange(len(truth)), truth].mean()))
+        def after_epoch(epoch, history, evaluate=evaluate):
+            history.validation_loss.append(evaluate("validation")[0])
             return False
 
         train_x, train_y = tensors["train"]
@@ -110,10 +111,8 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
             "checkpoint": checkpoint,
         }
         for name in ("train", "test"):
-            predicted = logits_of(name).argmax(axis=1)
-            truth = splits[name][1]
-            entry[f"{name}_accuracy"] = float((predicted == truth).mean())
-            matrix = _confusion(truth, predicted, classes)
+            _, entry[f"{name}_accuracy"], predicted = evaluate(name)
+            matrix = _confusion(splits[name][1], predicted, classes)
             entry[f"{name}_confusion"] = matrix.tolist()
             plots.confusion_matrix(
                 out / f"confusion_{cell}_{name}.png",

@@ -21,7 +21,7 @@ from . import plots
 from .checkpoint import save_model
 from .data import load_ngrams
 from .default_data import default_ngrams
-from .training import TrainingConfig, fit, in_batches, rows
+from .training import TrainingConfig, cross_entropy_and_accuracy, fit, in_batches, rows
 
 NAME = "language-model"
 CONFIGURATIONS = ((32, 256), (16, 128), (8, 64))
@@ -66,9 +66,7 @@ def _converged(losses: list[float], tolerance: float = 0.005, left_plateau: floa
 
 def _cross_entropy_and_accuracy(model, context, targets) -> tuple[float, float]:
     log_probs = in_batches(lambda idx: model.log_probs(rows(context, idx)), context.shape[0])
-    truth = targets.numpy()
-    picked = log_probs[np.arange(len(truth)), truth]
-    return float(-picked.mean()), float((log_probs.argmax(axis=1) == truth).mean())
+    return cross_entropy_and_accuracy(log_probs, targets.numpy())
 
 
 def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:

@@ -104,6 +104,12 @@ def in_batches(
     return np.concatenate(parts)
 
 
+def cross_entropy_and_accuracy(log_probs: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of log-probabilities (N, K) against classes (N,)."""
+    picked = log_probs[np.arange(len(truth)), truth]
+    return float(-picked.mean()), float((log_probs.argmax(axis=1) == truth).mean())
+
+
 def rows(data: tg.Tensor, indices: np.ndarray) -> tg.Tensor:
     """The rows of a device tensor at host ``indices`` (a gather on the device)."""
     return data[tg.Tensor(indices, device=data.device)]
