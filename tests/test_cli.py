@@ -185,3 +185,13 @@ def test_batches_cover_every_sample_once_per_epoch():
     parts = batches(103, 32, np.random.default_rng(0))
     assert [len(p) for p in parts] == [32, 32, 32, 7]
     assert sorted(np.concatenate(parts).tolist()) == list(range(103))
+
+
+def test_data_export_writes_the_three_layouts_the_loaders_read(tmp_path):
+    from tasks.data import load_activity, load_ngrams, load_patches
+
+    completed = run_cli("data", "export", "--out", str(tmp_path))
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert load_patches(tmp_path / "data1.h5").shape == (10240, 3, 16, 16)
+    assert len(load_ngrams(tmp_path / "data2.h5").words) == 250
+    assert load_activity(tmp_path / "data3.h5").train_x.shape == (3000, 150, 3)
