@@ -27,6 +27,7 @@ from . import activity, autoencoder, language_model
 from .checkpoint import CheckpointError
 from .data import DataError
 from .files import write_json, write_text
+from .options import non_negative, positive_int
 from .training import TrainingConfig
 
 EXPERIMENTS = {
@@ -46,20 +47,35 @@ def _add_common(parser: argparse.ArgumentParser, defaults: dict | None) -> None:
         "--data",
         type=Path,
         help="an HDF5 file in the experiment's layout, or a folder holding data1.h5, "
-        "data2.h5, data3.h5 (default: the embedded data)",
+        "data2.h5, data3.h5 (for `all`: such a folder) (default: the embedded data)",
     )
     parser.add_argument(
-        "--epochs", type=int, help=f"training epochs (default: {default('epochs')})"
+        "--epochs", type=positive_int, help=f"training epochs (default: {default('epochs')})"
     )
     parser.add_argument(
-        "--batch-size", type=int, help=f"mini-batch size (default: {default('batch_size')})"
+        "--batch-size",
+        type=positive_int,
+        help=f"mini-batch size (default: {default('batch_size')})",
     )
-    parser.add_argument("--lr", type=float, help=f"learning rate (default: {default('lr')})")
-    parser.add_argument("--momentum", type=float, help=f"momentum (default: {default('momentum')})")
+    shared = " (with `all`: for every experiment)" if defaults is None else ""
+    parser.add_argument(
+        "--lr", type=non_negative(float), help=f"learning rate (default: {default('lr')}){shared}"
+    )
+    parser.add_argument(
+        "--momentum",
+        type=non_negative(float),
+        help=f"momentum (default: {default('momentum')}){shared}",
+    )
     parser.add_argument(
         "--dtype", choices=["float32", "float64"], default="float32", help="(default: float32)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--seed",
+        type=non_negative(int),
+        default=0,
+        help="random seed: initialisation, batch order, and which embedded patches and "
+        "activity series are made (default: 0)",
+    )
     parser.add_argument(
         "--out", type=Path, help="output folder (default: runs/<experiment>-<timestamp>)"
     )
@@ -71,7 +87,7 @@ def _add_common(parser: argparse.ArgumentParser, defaults: dict | None) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     parser.add_argument(
         "--blas-threads",
-        type=int,
+        type=positive_int,
         default=1,
         help="threads for NumPy's BLAS (default: 1; these models' matrices are small, and "
         "more threads than free cores make every product many times slower)",
@@ -123,13 +139,22 @@ def _data_file(data: Path | None, file_name: str) -> Path | None:
     return data
 
 
+def _check_data_folder(data: Path | None) -> None:
+    """For `all`: a folder holding the three files, checked before anything trains."""
+    if data is None:
+        return
+    if not data.is_dir():
+        raise DataError(f"{data}: `all` needs a folder holding data1.h5, data2.h5, data3.h5")
+    missing = [name for _, name in EXPERIMENTS.values() if not (data / name).is_file()]
+    if missing:
+        raise DataError(f"{data}: missing {', '.join(missing)}")
+
+
 def run_experiment(name: str, args: argparse.Namespace, out: Path) -> dict:
     module, file_name = EXPERIMENTS[name]
     defaults = module.DEFAULTS
     config = TrainingConfig(
-        epochs=QUICK_EPOCHS
-        if args.quick and args.epochs is None
-        else (args.epochs or defaults["epochs"]),
+        epochs=args.epochs or (QUICK_EPOCHS if args.quick else defaults["epochs"]),
         batch_size=args.batch_size or defaults["batch_size"],
         lr=args.lr if args.lr is not None else defaults["lr"],
         momentum=args.momentum if args.momentum is not None else defaults["momentum"],
@@ -139,10 +164,20 @@ def run_experiment(name: str, args: argparse.Namespace, out: Path) -> dict:
     experiment_args.data = _data_file(args.data, file_name)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    metrics = module.run(experiment_args, config, out)
+    try:
+        metrics = module.run(experiment_args, config, out)
+    except BaseException:
+        if not any(out.iterdir()):  # nothing written: leave no empty folder behind
+            out.rmdir()
+        raise
     metrics["seconds"] = time.perf_counter() - start
+    own = {"command", "device", "data", "dtype", "seed", "quick", "blas_threads", *module.OPTIONS}
     metrics["configuration"] = {
-        **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(experiment_args).items()},
+        **{
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in vars(experiment_args).items()
+            if k in own
+        },
         "epochs": config.epochs,
         "batch_size": config.batch_size,
         "lr": config.lr,
@@ -177,10 +212,18 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {path}")
             return 0
         get_backend(args.device)  # fail before any work if the device is unavailable
+        if args.command == "all":
+            _check_data_folder(args.data)
         with threadpool_limits(limits=args.blas_threads, user_api="blas"):
             return _run(args)
     except (DataError, DeviceError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # an --out that cannot be written, a full disk, ...
+        print(
+            f"error: cannot write {error.filename or ''}: {error.strerror or error}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -19,9 +19,18 @@ from . import plots
 from .checkpoint import save_model
 from .data import load_activity, split_validation
 from .default_data import default_activity
-from .training import TrainingConfig, cross_entropy_and_accuracy, fit, in_batches, rows
+from .options import non_negative, positive_int
+from .training import (
+    TrainingConfig,
+    cross_entropy_and_accuracy,
+    fit,
+    in_batches,
+    quick_subset,
+    rows,
+)
 
 NAME = "activity"
+OPTIONS = ("cell", "clip", "recurrent_size")
 DEFAULTS = {"epochs": 50, "batch_size": 32, "lr": 0.1, "momentum": 0.85}
 
 
@@ -32,12 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--clip",
-        type=float,
+        type=non_negative(float),
         default=5.0,
         help="max global gradient norm, 0 for none (default: 5; vanilla RNNs explode without)",
     )
     group.add_argument(
-        "--recurrent-size", type=int, default=128, help="recurrent units (default: 128)"
+        "--recurrent-size", type=positive_int, default=128, help="recurrent units (default: 128)"
     )
 
 
@@ -50,8 +59,10 @@ def _confusion(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.nda
 def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
     data = load_activity(args.data) if args.data else default_activity(seed=args.seed)
     if args.quick:
-        data.train_x, data.train_y = data.train_x[:320], data.train_y[:320]
-        data.test_x, data.test_y = data.test_x[:160], data.test_y[:160]
+        keep = quick_subset(len(data.train_y), 320, args.seed)
+        data.train_x, data.train_y = data.train_x[keep], data.train_y[keep]
+        keep = quick_subset(len(data.test_y), 160, args.seed)
+        data.test_x, data.test_y = data.test_x[keep], data.test_y[keep]
     train_idx, val_idx = split_validation(len(data.train_y), 0.1, seed=args.seed)
     device, dtype = args.device, args.dtype
     splits = {

@@ -17,35 +17,41 @@ from tinygrad_ee import nn
 
 from . import plots
 from .checkpoint import save_model
-from .data import load_patches, preprocess_patches
+from .data import DataError, load_patches, preprocess_patches
 from .default_data import default_patches
-from .training import TrainingConfig, fit, rows
+from .options import non_negative, open_unit_interval, positive_int
+from .training import TrainingConfig, fit, quick_subset, rows
 
 NAME = "autoencoder"
 SWEEP_HIDDEN = (16, 49, 100)
 SWEEP_LAMBDA = (0.0, 2e-4, 1e-3)
+OPTIONS = ("hidden_size", "lam", "beta", "rho", "no_sweep", "sweep_epochs")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("autoencoder")
     group.add_argument(
-        "--hidden-size", type=int, default=64, help="hidden units L_hid (default: 64)"
+        "--hidden-size", type=positive_int, default=64, help="hidden units L_hid (default: 64)"
     )
     group.add_argument(
-        "--lam", type=float, default=5e-4, help="weight decay lambda (default: 5e-4)"
+        "--lam", type=non_negative(float), default=5e-4, help="weight decay lambda (default: 5e-4)"
     )
-    group.add_argument("--beta", type=float, default=2.0, help="sparsity weight beta (default: 2)")
     group.add_argument(
-        "--rho", type=float, default=0.025, help="target activation rho (default: 0.025)"
+        "--beta", type=non_negative(float), default=2.0, help="sparsity weight beta (default: 2)"
+    )
+    group.add_argument(
+        "--rho",
+        type=open_unit_interval,
+        default=0.025,
+        help="target activation rho (default: 0.025)",
     )
     group.add_argument(
         "--no-sweep", action="store_true", help="skip the 3 x 3 hidden size x lambda sweep"
     )
     group.add_argument(
         "--sweep-epochs",
-        type=int,
-        default=25,
-        help="epochs per sweep configuration (default: 25; --quick: 2)",
+        type=positive_int,
+        help="epochs per sweep configuration (default: 25; with --quick: 2)",
     )
 
 
@@ -79,8 +85,13 @@ def _unit_images(model: SparseAutoencoder) -> np.ndarray:
 def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
     """Train, evaluate and plot; returns the figures of metrics.json."""
     rgb = load_patches(args.data) if args.data else default_patches(seed=args.seed)
+    if rgb.shape[2] != rgb.shape[3]:
+        raise DataError(
+            f"{args.data}: dataset 'data': the autoencoder needs square patches, "
+            f"got {rgb.shape[2]} x {rgb.shape[3]}"
+        )
     if args.quick:
-        rgb = rgb[:2048]
+        rgb = rgb[quick_subset(len(rgb), 2048, args.seed)]
     patches = preprocess_patches(rgb)
     rng = np.random.default_rng(args.seed)
     shown = rng.choice(len(rgb), size=min(200, len(rgb)), replace=False)
@@ -90,12 +101,14 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
         rgb[shown].transpose(0, 2, 3, 1),
         "patches before preprocessing",
         20,
+        scale=(float(rgb.min()), float(rgb.max())),
     )
     plots.image_grid(
         out / "patches_preprocessed.png",
         patches[shown].reshape(-1, side, side),
         "patches after preprocessing",
         20,
+        scale=(0.0, 1.0),  # values lie in [0.1, 0.9]: show them as they are
     )
     x = tg.Tensor(patches, device=args.device, dtype=args.dtype)
 
@@ -114,9 +127,10 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
         mean_activation = model.encode(x).mean(axis=0).numpy()
 
     sweep = []
+    args.sweep_epochs = args.sweep_epochs or (2 if args.quick else 25)  # recorded in metrics
     if not args.no_sweep:
         sweep_config = TrainingConfig(
-            epochs=2 if args.quick else args.sweep_epochs,
+            epochs=args.sweep_epochs,
             batch_size=config.batch_size,
             lr=config.lr,
             momentum=config.momentum,

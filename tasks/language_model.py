@@ -21,9 +21,17 @@ from . import plots
 from .checkpoint import save_model
 from .data import load_ngrams
 from .default_data import default_ngrams
-from .training import TrainingConfig, cross_entropy_and_accuracy, fit, in_batches, rows
+from .training import (
+    TrainingConfig,
+    cross_entropy_and_accuracy,
+    fit,
+    in_batches,
+    quick_subset,
+    rows,
+)
 
 NAME = "language-model"
+OPTIONS = ("config", "no_early_stop")
 CONFIGURATIONS = ((32, 256), (16, 128), (8, 64))
 DEFAULTS = {"epochs": 50, "batch_size": 200, "lr": 0.15, "momentum": 0.85}
 
@@ -33,6 +41,8 @@ def _configuration(text: str) -> tuple[int, int]:
         dim, hidden = (int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected D,P such as 32,256, got {text!r}") from None
+    if dim < 1 or hidden < 1:
+        raise argparse.ArgumentTypeError(f"D and P must be at least 1, got {text!r}")
     return dim, hidden
 
 
@@ -72,7 +82,8 @@ def _cross_entropy_and_accuracy(model, context, targets) -> tuple[float, float]:
 def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
     data = load_ngrams(args.data) if args.data else default_ngrams()
     if args.quick:
-        data.train_context, data.train_target = data.train_context[:4000], data.train_target[:4000]
+        keep = quick_subset(len(data.train_target), 4000, args.seed)
+        data.train_context, data.train_target = data.train_context[keep], data.train_target[keep]
     device, dtype = args.device, args.dtype
     tensors = {
         split: (

@@ -11,17 +11,27 @@ import numpy as np
 from .files import save_figure
 
 
-def image_grid(path: Path, images: np.ndarray, title: str, columns: int | None = None) -> None:
-    """A grid of small images: (N, H, W) grey or (N, H, W, 3) colour, values in any range.
+def image_grid(
+    path: Path,
+    images: np.ndarray,
+    title: str,
+    columns: int | None = None,
+    scale: tuple[float, float] | None = None,
+) -> None:
+    """A grid of small images: (N, H, W) grey or (N, H, W, 3) colour.
 
-    Each image is scaled to its own min/max (weights have no common scale), then the
-    grid is tiled into one picture with a 1-pixel gap: one imshow, however many images.
+    ``scale=(low, high)`` maps that range to black..white for every image; None scales
+    each image to its own min/max (weights have no common scale). The grid is tiled
+    into one picture with a 1-pixel gap: one imshow, however many images.
     """
     count, height, width = images.shape[:3]
     columns = columns or math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
     flat = images.reshape(count, -1)
-    low, high = flat.min(axis=1), flat.max(axis=1)
+    if scale is None:
+        low, high = flat.min(axis=1), flat.max(axis=1)
+    else:
+        low, high = np.full(count, scale[0]), np.full(count, scale[1])
     span = np.where(high > low, high - low, 1.0)
     scaled = (flat - low[:, None]) / span[:, None]
     scaled = scaled.reshape(images.shape)

@@ -104,6 +104,14 @@ def in_batches(
     return np.concatenate(parts)
 
 
+def quick_subset(count: int, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded random ``size``-sample subset (all if count <= size):
+    what --quick trains on. Random, so a file sorted by class keeps every class."""
+    if count <= size:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size, replace=False))
+
+
 def cross_entropy_and_accuracy(log_probs: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of log-probabilities (N, K) against classes (N,)."""
     picked = log_probs[np.arange(len(truth)), truth]

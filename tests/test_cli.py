@@ -16,6 +16,7 @@ from models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
 from tasks.checkpoint import load_model
 from tasks.data import preprocess_patches
 from tasks.default_data import default_activity, default_ngrams, default_patches
+from tasks.training import quick_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON_KEYS = {
@@ -77,7 +78,8 @@ def test_autoencoder_run_writes_everything_and_its_checkpoint_reloads(runs):
     assert len(metrics["train_loss_per_epoch"]) == 2
     model = load_model(runs["autoencoder"] / "autoencoder.npz", SparseAutoencoder(256, 64))
     # The run's final loss, recomputed by the reloaded model on the same (quick) data.
-    x = tg.Tensor(preprocess_patches(default_patches(seed=0)[:2048]))
+    rgb = default_patches(seed=0)
+    x = tg.Tensor(preprocess_patches(rgb[quick_subset(len(rgb), 2048, seed=0)]))
     loss = model.loss(x, metrics["configuration"]["lam"], 2.0, 0.025).item()
     assert loss == pytest.approx(metrics["final_loss"], rel=1e-5)
 
@@ -112,7 +114,8 @@ def test_activity_run_writes_confusion_matrices_and_a_reloadable_checkpoint(runs
         runs["activity"] / "activity_gru.npz",
         SequenceClassifier("gru", data.train_x.shape[2], classes),
     )
-    test_x, test_y = data.test_x[:160], data.test_y[:160]  # what --quick uses
+    keep = quick_subset(len(data.test_y), 160, seed=0)  # what --quick uses
+    test_x, test_y = data.test_x[keep], data.test_y[keep]
     predicted = model.logits(tg.Tensor(test_x)).numpy().argmax(axis=1)
     assert (predicted == test_y).mean() == pytest.approx(cell["test_accuracy"])
 
@@ -195,3 +198,30 @@ def test_data_export_writes_the_three_layouts_the_loaders_read(tmp_path):
     assert load_patches(tmp_path / "data1.h5").shape == (10240, 3, 16, 16)
     assert len(load_ngrams(tmp_path / "data2.h5").words) == 250
     assert load_activity(tmp_path / "data3.h5").train_x.shape == (3000, 150, 3)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["autoencoder", "--epochs", "0"],
+        ["autoencoder", "--batch-size", "-5"],
+        ["autoencoder", "--rho", "1.5"],
+        ["language-model", "--config", "0,5"],
+        ["activity", "--clip", "-1"],
+        ["activity", "--seed", "-1"],
+    ],
+)
+def test_out_of_range_options_are_usage_errors(args, capsys):
+    from tasks.__main__ import build_parser
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(args)
+    assert exit_info.value.code == 2
+    assert "error: argument" in capsys.readouterr().err
+
+
+def test_all_checks_its_data_folder_before_training(tmp_path):
+    completed = run_cli("all", "--quick", "--data", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr
+    assert "missing data1.h5, data2.h5, data3.h5" in completed.stderr
+    assert not (tmp_path / "o").exists(), "nothing may be trained or written"

@@ -1,0 +1,36 @@
+"""Argument types for the command line: numbers that must be in range, checked by argparse
+so that a bad value is a one-line usage error, not a traceback later."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative(kind: type) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` that is not negative."""
+
+    def parse(text: str):
+        value = kind(text)
+        if not value >= 0:
+            raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+        return value
+
+    parse.__name__ = f"non-negative {kind.__name__}"
+    return parse
+
+
+def open_unit_interval(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1 (a rate such as rho)."""
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value
