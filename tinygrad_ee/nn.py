@@ -391,5 +391,4 @@ def bernoulli_kl(rho: float, rho_hat: Tensor, eps: float = 1e-6) -> Tensor:
         raise ValueError(f"bernoulli_kl: rho must lie in (0, 1), got {rho}")
     if not 0.0 < eps < 0.5:
         raise ValueError(f"bernoulli_kl: eps must lie in (0, 0.5), got {eps}")
-    q = rho_hat.clip(eps, 1.0 - eps)
-    return rho * (rho / q).log() + (1.0 - rho) * ((1.0 - rho) / (1.0 - q)).log()
+    return ops.bernoulli_kl(rho_hat, rho=rho, eps=eps)

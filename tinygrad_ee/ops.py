@@ -28,6 +28,7 @@ from .domains import (
     INSIDE_CLIP,
     NONZERO,
     POSITIVE,
+    PROBABILITY,
     REAL,
     Domain,
 )
@@ -359,6 +360,19 @@ def cross_entropy(be, logits, targets):
         return (xp.exp(log_probs) - one_hot) * (g / count), None
 
     return -xp.sum(picked) / count, backward
+
+
+@op(PROBABILITY, kind="bernoulli_kl")
+def bernoulli_kl(be, q, rho=0.5, eps=1e-6):
+    """KL(Bernoulli(rho) || Bernoulli(q)) elementwise, q clipped into [eps, 1 - eps]:
+    rho log(rho / q) + (1 - rho) log((1 - rho) / (1 - q)). One op: composed, it is ten
+    small ops on a vector, and its gradient is just -rho / q + (1 - rho) / (1 - q)
+    (zero where the clip holds q)."""
+    xp = be.xp
+    inside = (q > eps) & (q < 1 - eps)
+    q = xp.clip(q, eps, 1 - eps)
+    out = rho * xp.log(rho / q) + (1 - rho) * xp.log((1 - rho) / (1 - q))
+    return out, lambda g: (xp.where(inside, g * ((1 - rho) / (1 - q) - rho / q), 0.0),)
 
 
 # --- linear algebra -------------------------------------------------------------

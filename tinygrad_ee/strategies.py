@@ -167,6 +167,9 @@ def op_cases(draw, spec: OpSpec, device: str = "cpu") -> tuple[tuple, dict]:
             for n in lengths
         )
         return pieces, {"axis": axis}
+    if kind == "bernoulli_kl":
+        rho = draw(st.floats(0.01, 0.99))
+        return (tensor(draw(shapes()), domains[0]),), {"rho": rho}
     if kind == "cross_entropy":
         count, classes = draw(st.integers(1, 4)), draw(st.integers(1, 5))
         targets = tensor((count,), domains[1], high=classes)
@@ -181,7 +184,7 @@ def op_cases(draw, spec: OpSpec, device: str = "cpu") -> tuple[tuple, dict]:
 
 KINDS: frozenset[str] = frozenset(
     "unary clip astype binary where reduce softmax matmul reshape permute getitem gather "
-    "concat split unbind stack cross_entropy".split()
+    "concat split unbind stack cross_entropy bernoulli_kl".split()
 )
 """The op kinds `op_cases` knows how to call."""
 
