@@ -60,12 +60,15 @@ class Backend:
         """A NumPy copy of ``array``."""
         return np.array(array, copy=True)
 
-    def dtype(self, name: str) -> Any:
-        """This namespace's dtype object for ``name`` ("float32", "int64", ...)."""
+    def dtype(self, dtype: Any) -> Any:
+        """This namespace's dtype for a name ("float32", "int64", ...); a dtype object
+        (or None) is returned as it is."""
+        if not isinstance(dtype, str):
+            return dtype
         try:
-            return getattr(self.xp, name)
+            return getattr(self.xp, dtype)
         except AttributeError:
-            raise TypeError(f"unknown dtype {name!r} on device {self.device}") from None
+            raise TypeError(f"unknown dtype {dtype!r} on device {self.device}") from None
 
     def synchronize(self) -> None:
         """Wait until queued work has finished (a no-op on the CPU)."""

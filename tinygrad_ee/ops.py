@@ -254,8 +254,7 @@ def astype(be, x, dtype=None):
     """x converted to ``dtype`` (a name such as "float32", or a dtype object)."""
     xp = be.xp
     source = x.dtype
-    target = be.dtype(dtype) if isinstance(dtype, str) else dtype
-    return xp.astype(x, target), lambda g: (xp.astype(g, source),)
+    return xp.astype(x, be.dtype(dtype)), lambda g: (xp.astype(g, source),)
 
 
 @op(BOOL, REAL, REAL, kind="where")
@@ -333,12 +332,16 @@ def softmax(be, x, axis=-1):
     return out, lambda g: (out * (g - xp.sum(g * out, axis=axis, keepdims=True)),)
 
 
+def _log_softmax(xp: Any, x: Any, axis: int) -> Any:
+    shifted = x - xp.max(x, axis=axis, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+
+
 @op(REAL, kind="softmax")
 def log_softmax(be, x, axis=-1):
     """x - logsumexp(x) along ``axis``, computed from x - max(x)."""
     xp = be.xp
-    shifted = x - xp.max(x, axis=axis, keepdims=True)
-    out = shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+    out = _log_softmax(xp, x, axis)
     return out, lambda g: (g - xp.exp(out) * xp.sum(g, axis=axis, keepdims=True),)
 
 
@@ -350,8 +353,7 @@ def cross_entropy(be, logits, targets):
     xp = be.xp
     count = logits.shape[0]
     targets = _checked_indices(be, targets, logits.shape[1], "cross_entropy")
-    shifted = logits - xp.max(logits, axis=1, keepdims=True)
-    log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+    log_probs = _log_softmax(xp, logits, 1)
     picked = xp.take_along_axis(log_probs, xp.reshape(targets, (count, 1)), axis=1)
 
     def backward(g):
@@ -570,7 +572,7 @@ def _compare(name: str) -> Callable:
 
 def cast(x: Tensor, dtype: Any) -> Tensor:
     """``x`` as ``dtype``; differentiable to floating dtypes, without history to others."""
-    target = x.backend.dtype(dtype) if isinstance(dtype, str) else dtype
+    target = x.backend.dtype(dtype)
     if _is_floating(x.backend, target):
         return astype(x, dtype=target)
     with no_grad():

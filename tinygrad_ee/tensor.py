@@ -73,8 +73,7 @@ class Tensor:
             data = data.numpy()
         else:
             backend = get_backend("cpu" if device is None else device)
-        if isinstance(dtype, str):
-            dtype = backend.dtype(dtype)
+        dtype = backend.dtype(dtype)
         if dtype is None and not hasattr(data, "dtype"):
             array = backend.asarray(data)
             if array.dtype == backend.xp.float64:  # Python floats default to float32
@@ -214,20 +213,20 @@ def zeros(
     shape: int | tuple[int, ...], device: str | Backend = "cpu", dtype: Any = "float32"
 ) -> Tensor:
     """A tensor of zeros (no history)."""
-    backend = get_backend(device)
-    dtype = backend.dtype(dtype) if isinstance(dtype, str) else dtype
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    return Tensor._make(backend.xp.zeros(shape, dtype=dtype), backend)
+    return _filled("zeros", shape, device, dtype)
 
 
 def ones(
     shape: int | tuple[int, ...], device: str | Backend = "cpu", dtype: Any = "float32"
 ) -> Tensor:
     """A tensor of ones (no history)."""
+    return _filled("ones", shape, device, dtype)
+
+
+def _filled(kind: str, shape: int | tuple[int, ...], device: str | Backend, dtype: Any) -> Tensor:
     backend = get_backend(device)
-    dtype = backend.dtype(dtype) if isinstance(dtype, str) else dtype
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    return Tensor._make(backend.xp.ones(shape, dtype=dtype), backend)
+    return Tensor._make(getattr(backend.xp, kind)(shape, dtype=backend.dtype(dtype)), backend)
 
 
 def _is_floating(backend: Backend, dtype: Any) -> bool:
