@@ -8,7 +8,7 @@ one product per input and split the result.
 
 from __future__ import annotations
 
-from tinygrad_ee import Tensor, nn, zeros
+from tinygrad_ee import Tensor, linear, nn, zeros
 
 State = tuple[Tensor, ...]
 
@@ -40,7 +40,7 @@ class _Cell(nn.Module):
         """x (B, T, C) -> T tensors (B, gates * hidden_size): x_t W_x + b for every t."""
         batch, steps, channels = x.shape
         by_time = x.permute(1, 0, 2).reshape(steps * batch, channels)
-        projected = (by_time @ self.input_weight + self.bias).reshape(steps, batch, -1)
+        projected = linear(by_time, self.input_weight, self.bias).reshape(steps, batch, -1)
         return projected.unbind(axis=0)
 
     def initial_state(self, batch: int, like: Tensor) -> State:

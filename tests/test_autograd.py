@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tinygrad_ee as tg
+from tinygrad_ee.ops import DTYPE_KINDS
 from tinygrad_ee.tensor import apply
 
 
@@ -167,4 +168,4 @@ def test_a_constant_operand_gets_no_gradient_and_keeps_the_dtype(device):
 
 def test_op_without_any_tensor_is_a_type_error():
     with pytest.raises(TypeError, match="at least one input must be a Tensor"):
-        apply(tg.REGISTRY["add"].forward, "add", (1.0, 2.0), {})
+        apply(tg.REGISTRY["add"].forward, "add", (1.0, 2.0), {}, (DTYPE_KINDS["numeric"],) * 2)

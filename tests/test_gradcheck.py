@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import tinygrad_ee as tg
+from tinygrad_ee.ops import DTYPE_KINDS
 from tinygrad_ee.tensor import apply
 
 
@@ -17,7 +18,7 @@ def softmax_with_wrong_backward(x):
         out = tg.REGISTRY["softmax"].forward(be, x)[0]
         return out, lambda g: (out * (g - be.xp.mean(g, axis=-1, keepdims=True)),)
 
-    return apply(forward, "softmax_wrong", (x,), {})
+    return apply(forward, "softmax_wrong", (x,), {}, (DTYPE_KINDS["float"],))
 
 
 def test_a_wrong_backward_is_caught_and_the_worst_element_named(device):

@@ -269,7 +269,7 @@ def train(model, loss_fn, steps, lr, momentum=0.85):
 def test_autoencoder_training_reduces_the_loss():
     nn.seed(0)
     model = SparseAutoencoder(64, 16)
-    x = tg.Tensor(np.random.default_rng(0).uniform(0.1, 0.9, (32, 64)))
+    x = tg.Tensor(np.random.default_rng(0).uniform(0.1, 0.9, (32, 64)), dtype="float32")
     losses = train(model, lambda: model.loss(x, lam=5e-4, beta=2.0, rho=0.025), 40, lr=0.5)
     assert losses[-1] < 0.5 * losses[0], losses
 

@@ -8,6 +8,7 @@ array([[2., 4.]], dtype=float32)
 """
 
 from . import ops
+from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
 from .backend import Backend, DeviceError, get_backend
 from .gradcheck import GradcheckError, gradcheck
 from .ops import (
@@ -23,6 +24,7 @@ from .ops import (
     exp,
     gather,
     getitem,
+    linear,
     log,
     log_softmax,
     logsumexp,
@@ -50,6 +52,7 @@ from .ops import (
 from .tensor import Tensor, is_grad_enabled, no_grad, ones, zeros
 
 __all__ = [
+    "AnomalyError",
     "Backend",
     "DeviceError",
     "GradcheckError",
@@ -62,14 +65,17 @@ __all__ = [
     "clip",
     "concat",
     "concatenate",
+    "detect_anomaly",
     "div",
     "exp",
     "gather",
     "get_backend",
     "getitem",
     "gradcheck",
+    "is_anomaly_enabled",
     "is_grad_enabled",
     "log",
+    "linear",
     "log_softmax",
     "logsumexp",
     "matmul",

@@ -17,6 +17,7 @@ Device strings:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import types
@@ -33,6 +34,29 @@ CUDA_INSTALL_HINT = (
 
 class DeviceError(RuntimeError):
     """A device string that cannot be served, or tensors on different devices."""
+
+
+def host_array(data: Any, float32: bool = True) -> Any:
+    """Data for a Tensor, checked: Python numbers or (nested) lists become a NumPy array
+    (Python floats as float32 when ``float32``); NumPy arrays must hold numbers or bools;
+    other arrays (a device's) pass through. Ragged lists raise ValueError, anything that
+    is not numbers TypeError."""
+    if isinstance(data, np.ndarray):
+        if data.dtype.kind not in "biuf":
+            raise TypeError(f"Tensor: data must be numbers or bools, got dtype {data.dtype}")
+        return data
+    if hasattr(data, "dtype"):
+        return data
+    try:
+        array = np.asarray(data)
+    except ValueError as error:
+        raise ValueError(f"Tensor: data is not a rectangular array of numbers: {error}") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"Tensor: data must be numbers or bools, got {type(data).__name__} "
+            f"holding {array.dtype}"
+        )
+    return array.astype(np.float32) if float32 and array.dtype == np.float64 else array
 
 
 class Backend:
@@ -69,6 +93,25 @@ class Backend:
             return getattr(self.xp, dtype)
         except AttributeError:
             raise TypeError(f"unknown dtype {dtype!r} on device {self.device}") from None
+
+    @functools.cached_property
+    def kinds(self) -> dict[Any, str]:
+        """ "float", "int" or "bool" for each dtype of this namespace (ops check inputs)."""
+        names = {
+            "float": ("float16", "float32", "float64"),
+            "int": ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"),
+            "bool": ("bool",),
+        }
+        # Keyed by the namespace's dtype names and by the dtype objects arrays carry:
+        # NumPy's np.float32 is a scalar type, not the np.dtype that .dtype returns.
+        xp = self.xp
+        kinds = {}
+        for kind, dtypes in names.items():
+            for name in dtypes:
+                if getattr(xp, name, None) is not None:
+                    kinds[getattr(xp, name)] = kind
+                    kinds[xp.zeros((0,), dtype=getattr(xp, name)).dtype] = kind
+        return kinds
 
     def synchronize(self) -> None:
         """Wait until queued work has finished (a no-op on the CPU)."""
@@ -126,12 +169,20 @@ def _numpy_namespace() -> Any:
             x = np.maximum(x, min)
         return x if max is None else np.minimum(x, max)
 
+    def broadcast_to(x, shape):
+        # np.broadcast_to builds its view in Python (4 us); a filled copy takes 1 us
+        # and the gradients that use it are read in full anyway.
+        out = np.empty(shape, dtype=x.dtype)
+        out[...] = x
+        return out
+
     names = {name: getattr(np, name) for name in dir(np) if not name.startswith("_")}
     names.update(
         sum=lambda x, axis=None, keepdims=False: np.add.reduce(x, axis=axis, keepdims=keepdims),
         max=lambda x, axis=None, keepdims=False: np.maximum.reduce(x, axis=axis, keepdims=keepdims),
         mean=mean,
         clip=clip,
+        broadcast_to=broadcast_to,
         reshape=lambda x, shape, copy=None: x.reshape(shape),
         permute_dims=lambda x, axes: x.transpose(axes),
         matrix_transpose=lambda x: x.swapaxes(-1, -2),

@@ -265,8 +265,7 @@ class Linear(Module):
             raise ValueError(
                 f"Linear: expected input of shape (..., {self.in_features}), got {x.shape}"
             )
-        out = x @ self.weight
-        return out if self.bias is None else out + self.bias
+        return x @ self.weight if self.bias is None else ops.linear(x, self.weight, self.bias)
 
 
 class Embedding(Module):

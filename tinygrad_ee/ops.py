@@ -14,6 +14,7 @@ enumerate the registry and gradcheck every entry.
 from __future__ import annotations
 
 import builtins
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,37 +41,66 @@ Axis = int | tuple[int, ...] | None
 @dataclass(frozen=True)
 class OpSpec:
     """A registered op: its Tensor-level function, array-level forward, input
-    domains (one per tensor input) and call kind (see ``strategies.op_cases``)."""
+    domains (one per tensor input), call kind (see ``strategies.op_cases``) and the
+    dtypes its data inputs accept (a key of ``DTYPE_KINDS``)."""
 
     name: str
     function: Callable
     forward: Callable
     domains: tuple[Domain, ...]
     kind: str
+    dtypes: str = "any"
 
 
 REGISTRY: dict[str, OpSpec] = {}
 
 
-def op(*domains: Domain, kind: str, name: str | None = None) -> Callable:
-    """Register a forward function as a differentiable op on Tensors."""
+DTYPE_KINDS = {
+    "float": frozenset({"float"}),
+    "numeric": frozenset({"float", "int"}),
+    "any": frozenset({"float", "int", "bool"}),
+}
+"""What an op's data inputs may hold: floats only (exp, div, ...), numbers (add, max,
+...) or anything (reshape, concat, ...). Bool and index inputs (`where`'s condition,
+`gather`'s indices) are set by their domain instead."""
+
+
+def _accepted_kinds(domains: Sequence[Domain], dtypes: str) -> tuple[frozenset, ...]:
+    by_domain = {"bool": frozenset({"bool"}), "index": frozenset({"int"})}
+    return tuple(by_domain.get(d.kind, DTYPE_KINDS[dtypes]) for d in domains)
+
+
+def op(*domains: Domain, kind: str, dtypes: str, name: str | None = None) -> Callable:
+    """Register a forward function as a differentiable op on Tensors.
+
+    ``dtypes`` ("float", "numeric" or "any") says what its data inputs may hold; those
+    inputs must also share one dtype (no silent promotion, which backends disagree on).
+    """
 
     def register(forward: Callable) -> Callable:
         op_name = name or forward.__name__
+        accepts = _accepted_kinds(domains, dtypes)
+        if any(p.kind is p.VAR_POSITIONAL for p in inspect.signature(forward).parameters.values()):
+            data_kinds = accepts[:1]
 
-        def tensor_op(*inputs: Any, **params: Any) -> Tensor:
-            return apply(forward, op_name, inputs, params)
+            def tensor_op(*inputs: Any, **params: Any) -> Tensor:  # concat, stack: any count
+                return apply(forward, op_name, inputs, params, data_kinds * len(inputs))
+
+        else:
+
+            def tensor_op(*inputs: Any, **params: Any) -> Tensor:
+                return apply(forward, op_name, inputs, params, accepts)
 
         tensor_op.__name__ = tensor_op.__qualname__ = op_name
         tensor_op.__doc__ = forward.__doc__
-        REGISTRY[op_name] = OpSpec(op_name, tensor_op, forward, domains, kind)
+        REGISTRY[op_name] = OpSpec(op_name, tensor_op, forward, domains, kind, dtypes)
         return tensor_op
 
     return register
 
 
 def multi_output_op(*domains: Domain, kind: str) -> Callable:
-    """Register an op with one tensor input and a list of tensor outputs."""
+    """Register an op with one tensor input (of any dtype) and a list of tensor outputs."""
 
     def register(forward: Callable) -> Callable:
         name = forward.__name__
@@ -116,14 +146,13 @@ def _along(axis: int, index: Any) -> tuple:
 
 
 def _checked_indices(be: Any, indices: Any, count: int, name: str) -> Any:
-    """``indices`` as int64 (narrow ints overflow in index arithmetic), all in [0, count).
+    """Integer ``indices`` (`apply` checked the dtype) as int64 (narrow ints overflow in
+    index arithmetic), all in [0, count).
 
     Checked here because libraries differ on the rest: NumPy wraps negative indices,
     CuPy wraps out-of-range ones silently."""
     xp = be.xp
-    if "int" not in str(indices.dtype):
-        raise TypeError(f"{name}: indices must be integers, got {indices.dtype}")
-    indices = xp.astype(indices, xp.int64)
+    indices = xp.astype(indices, xp.int64, copy=False)
     if indices.shape[0]:
         low, high = int(xp.min(indices)), int(xp.max(indices))
         if low < 0 or high >= count:
@@ -134,25 +163,25 @@ def _checked_indices(be: Any, indices: Any, count: int, name: str) -> Any:
 
 
 # --- arithmetic ------------------------------------------------------------------
-@op(REAL, REAL, kind="binary")
+@op(REAL, REAL, kind="binary", dtypes="numeric")
 def add(be, x, y):
     """x + y, broadcasting."""
     return x + y, lambda g: (g, g)
 
 
-@op(REAL, REAL, kind="binary")
+@op(REAL, REAL, kind="binary", dtypes="numeric")
 def sub(be, x, y):
     """x - y, broadcasting."""
     return x - y, lambda g: (g, -g)
 
 
-@op(REAL, REAL, kind="binary")
+@op(REAL, REAL, kind="binary", dtypes="numeric")
 def mul(be, x, y):
     """x * y, broadcasting."""
     return x * y, lambda g: (g * y, g * x)
 
 
-@op(REAL, NONZERO, kind="binary")
+@op(REAL, NONZERO, kind="binary", dtypes="float")
 def div(be, x, y):
     """x / y, broadcasting."""
 
@@ -163,13 +192,13 @@ def div(be, x, y):
     return x / y, backward
 
 
-@op(REAL, kind="unary")
+@op(REAL, kind="unary", dtypes="numeric")
 def neg(be, x):
     """-x."""
     return -x, lambda g: (-g,)
 
 
-@op(POSITIVE, EXPONENT, kind="binary")
+@op(POSITIVE, EXPONENT, kind="binary", dtypes="float")
 def pow(be, x, y):
     """x ** y. With a Python-number exponent any base works; a tensor exponent
     needs a positive base (its gradient holds log x)."""
@@ -189,58 +218,60 @@ def pow(be, x, y):
 
 
 # --- elementwise functions ------------------------------------------------------
-@op(REAL, kind="unary")
+@op(REAL, kind="unary", dtypes="float")
 def exp(be, x):
     """e ** x."""
     out = be.xp.exp(x)
     return out, lambda g: (g * out,)
 
 
-@op(POSITIVE, kind="unary")
+@op(POSITIVE, kind="unary", dtypes="float")
 def log(be, x):
     """Natural logarithm."""
     return be.xp.log(x), lambda g: (g / x,)
 
 
-@op(POSITIVE, kind="unary")
+@op(POSITIVE, kind="unary", dtypes="float")
 def sqrt(be, x):
     """Square root."""
     out = be.xp.sqrt(x)
     return out, lambda g: (g / (2 * out),)
 
 
-@op(AWAY_FROM_ZERO, kind="unary")
+@op(AWAY_FROM_ZERO, kind="unary", dtypes="numeric")
 def abs(be, x):
     """|x|; the gradient at 0 is 0."""
     return be.xp.abs(x), lambda g: (g * be.xp.sign(x),)
 
 
-@op(REAL, kind="unary")
+@op(REAL, kind="unary", dtypes="float")
 def tanh(be, x):
     """Hyperbolic tangent."""
     out = be.xp.tanh(x)
     return out, lambda g: (g * (1 - out * out),)
 
 
-@op(REAL, kind="unary")
+@op(REAL, kind="unary", dtypes="float")
 def sigmoid(be, x):
     """1 / (1 + e^-x), computed as tanh(x/2)/2 + 1/2 so no input overflows."""
     out = be.xp.tanh(x * 0.5) * 0.5 + 0.5
     return out, lambda g: (g * out * (1 - out),)
 
 
-@op(AWAY_FROM_ZERO, kind="unary")
+@op(AWAY_FROM_ZERO, kind="unary", dtypes="numeric")
 def relu(be, x):
     """max(x, 0); the gradient at 0 is 0."""
     positive = x > 0
-    return be.xp.where(positive, x, 0.0), lambda g: (be.xp.where(positive, g, 0.0),)
+    return be.xp.where(positive, x, 0), lambda g: (be.xp.where(positive, g, 0.0),)
 
 
-@op(INSIDE_CLIP, kind="clip")
+@op(INSIDE_CLIP, kind="clip", dtypes="numeric")
 def clip(be, x, low=None, high=None):
     """x limited to [low, high]; no gradient flows where x is outside (or on) a bound."""
     if low is None and high is None:
         raise ValueError("clip: give low, high or both")
+    if be.kinds[x.dtype] == "int" and any(isinstance(b, float) for b in (low, high)):
+        raise TypeError("clip: an integer tensor takes integer bounds (floats would promote)")
     inside = be.xp.ones_like(x, dtype=be.xp.bool)
     if low is not None:
         inside = inside & (x > low)
@@ -249,7 +280,7 @@ def clip(be, x, low=None, high=None):
     return be.xp.clip(x, low, high), lambda g: (be.xp.where(inside, g, 0.0),)
 
 
-@op(REAL, kind="astype")
+@op(REAL, kind="astype", dtypes="any")
 def astype(be, x, dtype=None):
     """x converted to ``dtype`` (a name such as "float32", or a dtype object)."""
     xp = be.xp
@@ -257,7 +288,7 @@ def astype(be, x, dtype=None):
     return xp.astype(x, be.dtype(dtype)), lambda g: (xp.astype(g, source),)
 
 
-@op(BOOL, REAL, REAL, kind="where")
+@op(BOOL, REAL, REAL, kind="where", dtypes="any")
 def where(be, condition, x, y):
     """x where ``condition`` (a bool tensor) holds, else y; broadcasting."""
     xp = be.xp
@@ -269,7 +300,7 @@ def where(be, condition, x, y):
 
 
 # --- reductions -------------------------------------------------------------------
-@op(REAL, kind="reduce")
+@op(REAL, kind="reduce", dtypes="numeric")
 def sum(be, x, axis=None, keepdims=False):
     """Sum over ``axis`` (None: all axes)."""
     axes = _axes(axis, x.ndim)
@@ -278,17 +309,19 @@ def sum(be, x, axis=None, keepdims=False):
     )
 
 
-@op(REAL, kind="reduce")
+@op(REAL, kind="reduce", dtypes="float")
 def mean(be, x, axis=None, keepdims=False):
     """Mean over ``axis`` (None: all axes)."""
     axes = _axes(axis, x.ndim)
     count = math.prod(x.shape[a] for a in axes)
+    if count == 0:
+        raise ValueError(f"mean: over no elements (axes {axes} of shape {tuple(x.shape)})")
     return be.xp.mean(x, axis=axes, keepdims=keepdims), lambda g: (
         _expand_to(be.xp, g / count, x.shape, axes),
     )
 
 
-@op(DISTINCT, kind="reduce")
+@op(DISTINCT, kind="reduce", dtypes="numeric")
 def max(be, x, axis=None, keepdims=False):
     """Maximum over ``axis``. Ties share the gradient equally (k tied maxima get
     1/k each); ``Tensor.argmax`` instead picks the first."""
@@ -308,7 +341,7 @@ def max(be, x, axis=None, keepdims=False):
     ), backward
 
 
-@op(REAL, kind="reduce")
+@op(REAL, kind="reduce", dtypes="float")
 def logsumexp(be, x, axis=None, keepdims=False):
     """log(sum(exp(x))) over ``axis``, shifted by the maximum so it never overflows."""
     xp = be.xp
@@ -323,7 +356,7 @@ def logsumexp(be, x, axis=None, keepdims=False):
     return (out if keepdims else xp.reshape(out, shape)), backward
 
 
-@op(REAL, kind="softmax")
+@op(REAL, kind="softmax", dtypes="float")
 def softmax(be, x, axis=-1):
     """exp(x) / sum(exp(x)) along ``axis``, computed from x - max(x)."""
     xp = be.xp
@@ -337,7 +370,7 @@ def _log_softmax(xp: Any, x: Any, axis: int) -> Any:
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 
 
-@op(REAL, kind="softmax")
+@op(REAL, kind="softmax", dtypes="float")
 def log_softmax(be, x, axis=-1):
     """x - logsumexp(x) along ``axis``, computed from x - max(x)."""
     xp = be.xp
@@ -345,13 +378,18 @@ def log_softmax(be, x, axis=-1):
     return out, lambda g: (g - xp.exp(out) * xp.sum(g, axis=axis, keepdims=True),)
 
 
-@op(REAL, INDEX, kind="cross_entropy")
+@op(REAL, INDEX, kind="cross_entropy", dtypes="float")
 def cross_entropy(be, logits, targets):
     """Mean over N of -log softmax(logits)[n, targets[n]]: logits (N, K), integer
     targets (N,) -> a 0-d loss. One op, because its gradient is simply
     (softmax - one_hot) / N, which saves several (N, K) passes over composing it."""
     xp = be.xp
     count = logits.shape[0]
+    if logits.ndim != 2 or targets.shape != (count,) or count == 0:
+        raise ValueError(
+            "cross_entropy: needs logits (N, K) and targets (N,) with N > 0, got "
+            f"{tuple(logits.shape)} and {tuple(targets.shape)}"
+        )
     targets = _checked_indices(be, targets, logits.shape[1], "cross_entropy")
     log_probs = _log_softmax(xp, logits, 1)
     picked = xp.take_along_axis(log_probs, xp.reshape(targets, (count, 1)), axis=1)
@@ -364,7 +402,7 @@ def cross_entropy(be, logits, targets):
     return -xp.sum(picked) / count, backward
 
 
-@op(PROBABILITY, kind="bernoulli_kl")
+@op(PROBABILITY, kind="bernoulli_kl", dtypes="float")
 def bernoulli_kl(be, q, rho=0.5, eps=1e-6):
     """KL(Bernoulli(rho) || Bernoulli(q)) elementwise, q clipped into [eps, 1 - eps]:
     rho log(rho / q) + (1 - rho) log((1 - rho) / (1 - q)). One op: composed, it is ten
@@ -378,7 +416,7 @@ def bernoulli_kl(be, q, rho=0.5, eps=1e-6):
 
 
 # --- linear algebra -------------------------------------------------------------
-@op(REAL, REAL, kind="matmul")
+@op(REAL, REAL, kind="matmul", dtypes="numeric")
 def matmul(be, x, y):
     """Matrix product with NumPy's rules: (..., n, k) @ (..., k, m) -> (..., n, m);
     batch axes broadcast; a 1-d operand is a row (left) or column (right) vector."""
@@ -404,14 +442,37 @@ def matmul(be, x, y):
     return out, backward
 
 
+@op(REAL, REAL, REAL, kind="linear", dtypes="float")
+def linear(be, x, weight, bias):
+    """x @ weight + bias: x (..., in), weight (in, out), bias (out,) -> (..., out).
+
+    One op rather than matmul then add: the bias gradient is one sum over the rows,
+    not a broadcast gradient summed back, and the forward adds the bias in place."""
+    xp = be.xp
+    if x.ndim == 0 or weight.ndim != 2 or bias.shape != (weight.shape[1],):
+        raise ValueError(
+            f"linear: needs x (..., in), weight (in, out), bias (out,), got {tuple(x.shape)}, "
+            f"{tuple(weight.shape)}, {tuple(bias.shape)}"
+        )
+    out = xp.matmul(x, weight)
+    out += bias
+
+    def backward(g):
+        rows = xp.reshape(g, (-1, g.shape[-1]))
+        gw = xp.matmul(xp.matrix_transpose(xp.reshape(x, (-1, x.shape[-1]))), rows)
+        return xp.matmul(g, xp.matrix_transpose(weight)), gw, xp.sum(rows, axis=0)
+
+    return out, backward
+
+
 # --- shapes ----------------------------------------------------------------------
-@op(REAL, kind="reshape")
+@op(REAL, kind="reshape", dtypes="any")
 def reshape(be, x, shape=()):
     """The same values in ``shape`` (one entry may be -1)."""
     return be.xp.reshape(x, shape), lambda g: (be.xp.reshape(g, x.shape),)
 
 
-@op(REAL, kind="permute")
+@op(REAL, kind="permute", dtypes="any")
 def permute(be, x, axes=None):
     """Axes reordered: output axis i is input axis ``axes[i]`` (None: reversed)."""
     xp = be.xp
@@ -422,7 +483,7 @@ def permute(be, x, axes=None):
     return xp.permute_dims(x, axes), lambda g: (xp.permute_dims(g, inverse),)
 
 
-@op(REAL, kind="getitem")
+@op(REAL, kind="getitem", dtypes="any")
 def getitem(be, x, index=()):
     """Basic indexing: ints, slices, None and Ellipsis (a view; no copy).
     Integer-array indexing is `gather` (index with an integer Tensor)."""
@@ -449,7 +510,7 @@ def getitem(be, x, index=()):
     return x[index], backward
 
 
-@op(REAL, INDEX, kind="gather")
+@op(REAL, INDEX, kind="gather", dtypes="any")
 def gather(be, x, indices):
     """Rows of ``x`` picked by integer ``indices`` of any shape: out[i...] = x[indices[i...]].
 
@@ -466,7 +527,7 @@ def gather(be, x, indices):
     return out, backward
 
 
-@op(REAL, REAL, kind="concat", name="concat")
+@op(REAL, REAL, kind="concat", name="concat", dtypes="any")
 def _concat(be, *xs, axis=0):
     """Tensors joined along an existing ``axis``."""
     xp = be.xp
@@ -481,7 +542,7 @@ def _concat(be, *xs, axis=0):
     return xp.concat(xs, axis=axis), backward
 
 
-@op(REAL, REAL, kind="stack", name="stack")
+@op(REAL, REAL, kind="stack", name="stack", dtypes="any")
 def _stack(be, *xs, axis=0):
     """Tensors of one shape joined along a new ``axis``."""
     xp = be.xp

@@ -133,6 +133,11 @@ def op_cases(draw, spec: OpSpec, device: str = "cpu") -> tuple[tuple, dict]:
         x_shape = (k,) if left_vector else batch_x + (n, k)
         y_shape = (k,) if right_vector else batch_y + (k, m)
         return (tensor(x_shape, domains[0]), tensor(y_shape, domains[1])), {}
+    if kind == "linear":
+        batch = draw(shapes(min_dims=1, max_dims=3))
+        k, m = batch[-1], draw(st.integers(1, 4))
+        x, weight, bias = (tensor(s, d) for s, d in zip([batch, (k, m), (m,)], domains))
+        return (x, weight, bias), {}
     if kind == "reshape":
         shape = draw(shapes())
         size = int(np.prod(shape))
@@ -183,7 +188,7 @@ def op_cases(draw, spec: OpSpec, device: str = "cpu") -> tuple[tuple, dict]:
 
 
 KINDS: frozenset[str] = frozenset(
-    "unary clip astype binary where reduce softmax matmul reshape permute getitem gather "
+    "unary clip astype binary where reduce softmax matmul linear reshape permute getitem gather "
     "concat split unbind stack cross_entropy bernoulli_kl".split()
 )
 """The op kinds `op_cases` knows how to call."""

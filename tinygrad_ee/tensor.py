@@ -14,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import numbers
 import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .backend import Backend, DeviceError, get_backend
+from . import anomaly
+from .backend import Backend, DeviceError, get_backend, host_array
 
 _grad_enabled = True
 _next_seq = itertools.count().__next__
@@ -55,7 +57,8 @@ class Tensor:
     """
 
     __slots__ = ("data", "grad", "requires_grad", "backend", "_ctx", "_seq", "__weakref__")
-    # _ctx is None for leaves and (op name, backward, inputs) for recorded results;
+    # _ctx is None for leaves and (op name, backward, inputs, site) for recorded
+    # results, site being where user code made it (anomaly mode only, else None);
     # _seq numbers recorded results in creation order (a ready topological order).
 
     __array_priority__ = 1000  # NumPy defers to Tensor's reflected operators
@@ -74,12 +77,12 @@ class Tensor:
         else:
             backend = get_backend("cpu" if device is None else device)
         dtype = backend.dtype(dtype)
-        if dtype is None and not hasattr(data, "dtype"):
-            array = backend.asarray(data)
-            if array.dtype == backend.xp.float64:  # Python floats default to float32
-                array = backend.xp.astype(array, backend.xp.float32)
-        else:
-            array = backend.asarray(data, dtype=dtype)
+        data = host_array(data, float32=dtype is None)
+        array = backend.asarray(data, dtype=dtype)
+        if array.dtype not in backend.kinds:
+            raise TypeError(
+                f"Tensor: data must be numbers or bools, got dtype {_dtype_name(array.dtype)}"
+            )
         self.data = array
         self.backend = backend
         self.grad: Tensor | None = None
@@ -197,8 +200,19 @@ class Tensor:
                 if grad.backend is not self.backend:
                     raise _device_mismatch("backward", self.backend, grad.backend)
                 seed = grad.data
+                if seed.dtype != self.data.dtype:
+                    raise TypeError(
+                        f"backward() gradient has dtype {_dtype_name(seed.dtype)}, expected "
+                        f"{_dtype_name(self.data.dtype)} (the tensor's dtype)"
+                    )
             else:
-                seed = self.backend.asarray(grad, dtype=self.data.dtype)
+                seed = self.backend.asarray(host_array(grad, float32=False))
+                if self.backend.kinds.get(seed.dtype) != "float":
+                    raise TypeError(
+                        f"backward() gradient must hold floats, got dtype {_dtype_name(seed.dtype)}"
+                    )
+                if seed.dtype != self.data.dtype:
+                    seed = self.backend.xp.astype(seed, self.data.dtype)
             if tuple(seed.shape) != self.shape:
                 raise ValueError(
                     f"backward() gradient has shape {tuple(seed.shape)}, "
@@ -230,8 +244,7 @@ def _filled(kind: str, shape: int | tuple[int, ...], device: str | Backend, dtyp
 
 
 def _is_floating(backend: Backend, dtype: Any) -> bool:
-    xp = backend.xp
-    return dtype == xp.float32 or dtype == xp.float64 or str(dtype).endswith("float16")
+    return backend.kinds.get(backend.dtype(dtype)) == "float"
 
 
 def _device_mismatch(name: str, first: Backend, second: Backend) -> DeviceError:
@@ -241,33 +254,99 @@ def _device_mismatch(name: str, first: Backend, second: Backend) -> DeviceError:
     )
 
 
-def apply(forward: Callable, name: str, inputs: Sequence[Any], params: dict) -> Tensor:
+def apply(
+    forward: Callable, name: str, inputs: Sequence[Any], params: dict, accepts: Sequence[Any]
+) -> Tensor:
     """Run ``forward`` on the inputs' arrays and record it if gradients are wanted.
 
     ``inputs`` are Tensors or Python numbers (constants, passed through as is).
+    ``accepts[i]`` is the set of dtype kinds ("float", "int", "bool") input i may
+    hold; the float-capable inputs must share one dtype.
     """
+    if len(inputs) != len(accepts):
+        raise TypeError(f"{name}: takes {len(accepts)} inputs, got {len(inputs)}")
     backend = None
     requires_grad = False
+    shared_dtype = None
     arrays = []
-    for x in inputs:
+    for x, allowed in zip(inputs, accepts):
         if isinstance(x, Tensor):
+            data = x.data
+            dtype = data.dtype
             if backend is None:
                 backend = x.backend
+                kinds = backend.kinds
             elif x.backend is not backend:
                 raise _device_mismatch(name, backend, x.backend)
-            arrays.append(x.data)
-            requires_grad = requires_grad or x.requires_grad
-        else:
+            if kinds.get(dtype) not in allowed:
+                raise _wrong_dtype(name, len(arrays), dtype, allowed)
+            if "float" in allowed:
+                if shared_dtype is None:
+                    shared_dtype = dtype
+                elif dtype != shared_dtype:
+                    raise _mixed_dtypes(name, shared_dtype, dtype)
+            if x.requires_grad:
+                requires_grad = True
+            arrays.append(data)
+        elif isinstance(x, (int, float)) or isinstance(x, numbers.Real):
             arrays.append(x)
+        else:
+            raise _not_a_tensor(name, x)
     if backend is None:
         raise TypeError(f"{name}: at least one input must be a Tensor")
-    out, backward = forward(backend, *arrays, **params)
+    try:
+        out, backward = forward(backend, *arrays, **params)
+    except (ValueError, TypeError, IndexError) as error:
+        raise _explained(error, name, arrays) from None
+    site = None
+    if anomaly.enabled:
+        site = anomaly.creation_site()
+        anomaly.check_forward(backend.xp, name, [out], arrays, site)
     result = Tensor._make(out, backend)
     if requires_grad and _grad_enabled:
         result.requires_grad = True
-        result._ctx = (name, backward, inputs)
+        result._ctx = (name, backward, inputs, site)
         result._seq = _next_seq()
     return result
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).rsplit(".", 1)[-1]  # array_api_strict.float32 -> float32
+
+
+def _wrong_dtype(name: str, index: int, dtype: Any, allowed: frozenset) -> TypeError:
+    if allowed == {"int"}:
+        return TypeError(f"{name}: indices must be integers, got dtype {_dtype_name(dtype)}")
+    wanted = " or ".join(sorted(allowed))
+    hint = "; convert it with .astype('float32')" if "float" in allowed else ""
+    return TypeError(
+        f"{name}: input {index} must hold {wanted} values, got dtype {_dtype_name(dtype)}{hint}"
+    )
+
+
+def _mixed_dtypes(name: str, first: Any, second: Any) -> TypeError:
+    return TypeError(
+        f"{name}: inputs have different dtypes, {_dtype_name(first)} and "
+        f"{_dtype_name(second)}; convert one with .astype() (no silent promotion)"
+    )
+
+
+def _not_a_tensor(name: str, value: Any) -> TypeError:
+    return TypeError(
+        f"{name}: inputs must be Tensors or Python numbers, got {type(value).__name__}"
+        + ("; wrap arrays in a Tensor" if hasattr(value, "shape") else "")
+    )
+
+
+def _explained(error: Exception, name: str, arrays: Sequence[Any]) -> Exception:
+    """An array library's error, re-raised with the op's name and its inputs' shapes."""
+    message = str(error).removeprefix(f"{name}: ")  # the op's own checks name it already
+    described = ", ".join(
+        f"{tuple(a.shape)} {_dtype_name(a.dtype)}" if hasattr(a, "shape") else repr(a)
+        for a in arrays
+    )
+    kind = next(k for k in (IndexError, TypeError, ValueError) if isinstance(error, k))
+    return kind(f"{name}: {message} (inputs: {described})")
 
 
 def apply_multi(forward: Callable, name: str, x: Tensor, params: dict) -> list[Tensor]:
@@ -278,17 +357,27 @@ def apply_multi(forward: Callable, name: str, x: Tensor, params: dict) -> list[T
     hidden "hub" tensor, so backward runs once and assembles the input's
     gradient in one go, however many outputs were used.
     """
-    pieces, backward = forward(x.backend, x.data, **params)
+    if not isinstance(x, Tensor):
+        raise _not_a_tensor(name, x)
+    try:
+        pieces, backward = forward(x.backend, x.data, **params)
+    except (ValueError, TypeError, IndexError) as error:
+        raise _explained(error, name, [x.data]) from None
+    site = None
+    if anomaly.enabled:
+        site = anomaly.creation_site()
+        anomaly.check_forward(x.backend.xp, name, pieces, [x.data], site)
     outputs = [Tensor._make(piece, x.backend) for piece in pieces]
     if x.requires_grad and _grad_enabled:
         hub = Tensor._make(None, x.backend)
         hub.requires_grad = True
         count = len(pieces)
-        hub._ctx = (name, lambda grads: (backward([grads.get(i) for i in range(count)]),), (x,))
+        gather = lambda grads: (backward([grads.get(i) for i in range(count)]),)
+        hub._ctx = (name, gather, (x,), site)
         hub._seq = _next_seq()
         for i, output in enumerate(outputs):
             output.requires_grad = True
-            output._ctx = (name, _to_hub_slot(i), (hub,))
+            output._ctx = (name, _to_hub_slot(i), (hub,), site)
             output._seq = _next_seq()
     return outputs
 
@@ -305,7 +394,7 @@ def _graph_freed(_grad: Any) -> None:
     )
 
 
-_FREED = ("freed", _graph_freed, ())
+_FREED = ("freed", _graph_freed, (), None)
 _by_creation = operator.attrgetter("_seq")
 
 
@@ -317,11 +406,11 @@ def _topological_order(root: Tensor) -> list[Tensor]:
     of thousands of steps must not hit Python's recursion limit), then sort.
     """
     nodes = [root]
-    seen = {id(root)}
+    seen = {root}  # tensors hash by identity, so sets and dicts of them are safe
     for node in nodes:  # grows while we walk it
         for parent in node._ctx[2]:
-            if isinstance(parent, Tensor) and parent._ctx is not None and id(parent) not in seen:
-                seen.add(id(parent))
+            if isinstance(parent, Tensor) and parent._ctx is not None and parent not in seen:
+                seen.add(parent)
                 nodes.append(parent)
     nodes.sort(key=_by_creation, reverse=True)
     return nodes
@@ -339,41 +428,57 @@ def _sum_to_shape(xp: Any, grad: Any, shape: tuple[int, ...]) -> Any:
 
 
 def _run_backward(root: Tensor, seed: Any, retain_graph: bool) -> None:
+    checking = anomaly.enabled
+    if checking:
+        anomaly.check_seed(root.backend.xp, seed)
+    # owned: tensor -> a gradient sum this walk allocated for it. Only those are added
+    # into in place; any other array may also be another tensor's gradient (add's
+    # backward hands the same array to both inputs) or a .grad the user holds.
+    owned: dict[Tensor, Any] = {}
     if root._ctx is None:  # backward() on a leaf
-        _accumulate_leaf(root, seed)
+        _accumulate_leaf(root, seed, owned)
         return
-    pending = {id(root): seed}  # gradients of recorded tensors not yet propagated
+    pending = {root: seed}  # gradients of recorded tensors not yet propagated
     for node in _topological_order(root):
-        grad = pending.pop(id(node), None)
+        grad = pending.pop(node, None)
         if grad is None:
             continue
-        name, backward, inputs = node._ctx
+        if owned:
+            owned.pop(node, None)
+        name, backward, inputs, site = node._ctx
         if not retain_graph:
             node._ctx = _FREED
         input_grads = backward(grad)
+        if checking:
+            where = site or "an unknown place (it was recorded outside detect_anomaly)"
+            anomaly.check_backward(node.backend.xp, name, input_grads, grad, inputs, where)
         for x, x_grad in zip(inputs, input_grads):
             if x_grad is None or not isinstance(x, Tensor) or not x.requires_grad:
                 continue
-            if x.data is not None and x_grad.shape != x.data.shape:
-                x_grad = _sum_to_shape(x.backend.xp, x_grad, x.data.shape)
+            data = x.data
+            if data is not None and x_grad.shape != data.shape:
+                x_grad = _sum_to_shape(x.backend.xp, x_grad, data.shape)
             if x._ctx is None:
-                _accumulate_leaf(x, x_grad)
+                _accumulate_leaf(x, x_grad, owned)
                 continue
-            previous = pending.get(id(x))
+            previous = pending.get(x)
             if previous is None:
-                pending[id(x)] = x_grad
+                pending[x] = x_grad
             elif type(x_grad) is dict:  # a hub collecting its outputs' gradients
                 for index, piece in x_grad.items():
                     previous[index] = previous[index] + piece if index in previous else piece
+            elif owned.get(x) is previous and previous.dtype == x_grad.dtype:
+                previous += x_grad
             else:
-                pending[id(x)] = previous + x_grad
+                pending[x] = owned[x] = previous + x_grad
 
 
-def _accumulate_leaf(leaf: Tensor, grad: Any) -> None:
-    # Never in place: a gradient array may be shared with other tensors' grads.
+def _accumulate_leaf(leaf: Tensor, grad: Any, owned: dict[Tensor, Any]) -> None:
     if grad.dtype != leaf.data.dtype:
         grad = leaf.backend.xp.astype(grad, leaf.data.dtype)
     if leaf.grad is None:
         leaf.grad = Tensor._make(grad, leaf.backend)
+    elif owned.get(leaf) is leaf.grad.data:
+        leaf.grad.data += grad
     else:
-        leaf.grad.data = leaf.grad.data + grad
+        leaf.grad.data = owned[leaf] = leaf.grad.data + grad
