@@ -1,1 +1,7 @@
-"""Benchmarks: per-op overhead, model steps, hand-derived NumPy references."""
+"""Benchmarks: ``python -m benchmarks`` runs them all (`benchmarks.suite`).
+
+Modules: `timing` (the timing rule and device synchronisation), `models` (the
+benchmarked models; engine and hand-derived runners), `reference` (hand-derived NumPy
+steps), `torch_reference` (PyTorch references, optional), `scaling` (LSTM time and
+memory against T and batch), `op_overhead` (per-op cost), `report` (markdown, plot).
+"""

@@ -19,6 +19,22 @@ from collections.abc import Callable
 import numpy as np
 
 import tinygrad_ee as tg
+from benchmarks.timing import synchronizer
+
+# What each figure of `measure` is, for reports.
+DESCRIPTIONS = {
+    "raw_mul": "raw array call a * b",
+    "engine_mul_no_grad": "engine x * y, no requires_grad",
+    "engine_mul_recorded": "engine x * y, recorded",
+    "raw_mul_forward_backward": "raw forward + backward of a multiply (3 array multiplies)",
+    "engine_mul_forward_backward": "engine forward + backward of one recorded multiply",
+    "raw_chain_10_ops": "raw 10-op chain (5 x (mul, tanh)), forward + backward by hand",
+    "engine_chain_10_ops": "engine 10-op chain, forward + backward",
+    "forward_overhead_no_grad": "overhead: forward, no grad (engine - raw)",
+    "forward_overhead_recorded": "overhead: forward, recorded (engine - raw)",
+    "forward_backward_overhead_one_op": "overhead: forward + backward of one op",
+    "forward_backward_overhead_per_chain_op": "overhead: forward + backward per op in a chain",
+}
 
 
 def median_us(fn: Callable[[], object], repeat: int, number: int = 20, sync=lambda: None) -> float:
@@ -46,7 +62,7 @@ def measure(device: str = "cpu", repeat: int = 2000, shape=(32, 128)) -> dict[st
     x, y = tg.Tensor(a_host, device=device), tg.Tensor(b_host, device=device)
     xg = tg.Tensor(a_host, device=device, requires_grad=True)
     yg = tg.Tensor(b_host, device=device, requires_grad=True)
-    sync = backend.synchronize
+    sync = synchronizer(device)  # CPU: nothing; CUDA: wait for the queued kernels
 
     def engine_step():
         out = xg * yg

@@ -202,6 +202,12 @@ def autoencoder_loss_and_grads(
     return loss, grads
 
 
+def autoencoder_forward(params: Params, x: np.ndarray) -> np.ndarray:
+    """Inference only: the reconstruction o = sigmoid(sigmoid(x W1 + b1) W2 + b2), (N, I)."""
+    h = sigmoid(x @ params["encoder.weight"] + params["encoder.bias"])
+    return sigmoid(h @ params["decoder.weight"] + params["decoder.bias"])
+
+
 def autoencoder_step(
     params: Params, optimizer: SGDMomentum, x: np.ndarray, lam: float, beta: float, rho: float
 ) -> float:
@@ -272,6 +278,14 @@ def language_model_loss_and_grads(
         "output.bias": dbo,
     }
     return loss, grads
+
+
+def language_model_logits(params: Params, context: np.ndarray) -> np.ndarray:
+    """Inference only: next-word logits (N, V) for context (N, 3), as in the loss above."""
+    n, width = context.shape
+    e = params["embedding.weight"][context].reshape(n, -1)
+    h = sigmoid(e @ params["hidden.weight"] + params["hidden.bias"])
+    return h @ params["output.weight"] + params["output.bias"]
 
 
 def language_model_step(
@@ -548,6 +562,21 @@ _CELLS: dict[str, tuple[Callable, Callable]] = {
     "lstm": (_lstm_forward, _lstm_backward),
     "gru": (_gru_forward, _gru_backward),
 }
+
+
+def recurrent_logits(cell: str, params: Params, x: np.ndarray) -> np.ndarray:
+    """Inference only: class logits (B, K) for x (B, T, C), through the same forward pass
+    as `recurrent_loss_and_grads` (which also keeps what backward needs)."""
+    wx, wh, b = params["cell.input_weight"], params["cell.hidden_weight"], params["cell.bias"]
+    batch, steps, channels = x.shape
+    x_tm = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(steps * batch, channels)
+    x_proj = x_tm @ wx
+    x_proj += b
+    hs = np.zeros((steps + 1, batch, wh.shape[0]), np.result_type(x, wh))
+    _CELLS[cell][0](x_proj.reshape(steps, batch, -1), wh, hs)
+    a1 = np.maximum(hs[-1] @ params["head.0.weight"] + params["head.0.bias"], 0)
+    a2 = np.maximum(a1 @ params["head.1.weight"] + params["head.1.bias"], 0)
+    return a2 @ params["head.2.weight"] + params["head.2.bias"]
 
 
 def recurrent_step(
