@@ -169,3 +169,37 @@ def test_a_constant_operand_gets_no_gradient_and_keeps_the_dtype(device):
 def test_op_without_any_tensor_is_a_type_error():
     with pytest.raises(TypeError, match="at least one input must be a Tensor"):
         apply(tg.REGISTRY["add"].forward, "add", (1.0, 2.0), {}, (DTYPE_KINDS["numeric"],) * 2)
+
+
+def test_in_place_accumulation_never_touches_shared_or_user_held_arrays(device):
+    """add's backward hands one array to both inputs; summing into one leaf's gradient
+    in place must leave the other's alone, and a .grad held from an earlier backward
+    must not change its array when the next backward accumulates."""
+    a = tg.Tensor([1.0, 2.0], requires_grad=True, device=device)
+    b = tg.Tensor([3.0, 4.0], requires_grad=True, device=device)
+    # d/da = 1 + 1 + 2a + 3 (a used four times), d/db = 1
+    ((a + b) + a + a * a + a * 3.0).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), 5.0 + 2 * np.array([1.0, 2.0]))
+    np.testing.assert_allclose(b.grad.numpy(), [1.0, 1.0])
+    held = a.grad.data  # e.g. an optimiser's reference to last step's gradient
+    held_values = a.grad.numpy()
+    (a * 2.0 + a).sum().backward()  # accumulates 2 + 1 more into a.grad
+    np.testing.assert_allclose(a.grad.numpy(), held_values + 3.0)
+    np.testing.assert_array_equal(a.backend.to_host(held), held_values)
+
+
+def test_a_weight_changed_between_backward_passes_gets_fresh_gradients(device):
+    """A weight used in many products (a recurrence) may have its transpose cached for
+    one backward pass; a second pass after the weight changed must not reuse it."""
+    rng = np.random.default_rng(0)
+    w = tg.Tensor(rng.normal(size=(3, 3)), device=device)
+    for _ in range(2):
+        h0 = tg.Tensor(rng.normal(size=(2, 3)), requires_grad=True, device=device)
+        h = h0
+        for _ in range(4):
+            h = h @ w
+        h.sum().backward()
+        w_host = w.numpy()
+        expected = np.ones((2, 3)) @ np.linalg.matrix_power(w_host, 4).T
+        np.testing.assert_allclose(h0.grad.numpy(), expected, rtol=1e-10)
+        w.data *= -0.5  # in place: same array, new values

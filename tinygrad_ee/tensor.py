@@ -438,6 +438,16 @@ def _run_backward(root: Tensor, seed: Any, retain_graph: bool) -> None:
     if root._ctx is None:  # backward() on a leaf
         _accumulate_leaf(root, seed, owned)
         return
+    try:
+        _propagate(root, seed, retain_graph, checking, owned)
+    finally:
+        root.backend.end_backward()
+
+
+def _propagate(
+    root: Tensor, seed: Any, retain_graph: bool, checking: bool, owned: dict[Tensor, Any]
+) -> None:
+    """Send ``seed`` back from ``root`` through every recorded op, newest first."""
     pending = {root: seed}  # gradients of recorded tensors not yet propagated
     for node in _topological_order(root):
         grad = pending.pop(node, None)
