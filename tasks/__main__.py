@@ -4,15 +4,19 @@
     python -m tasks autoencoder --quick       # a smoke run in seconds
     python -m tasks activity --cell gru --device cuda --data data3.h5
     python -m tasks data export --out DIR     # the embedded data as data1/2/3.h5
+    python -m tasks activity --out runs/a --resume   # continue a stopped run
 
 Each run writes metrics.json, PNG figures, .npz checkpoints and report.md to --out
-(default runs/<experiment>-<timestamp>).
+(default runs/<experiment>-<timestamp>), and a training checkpoint per training run
+to <out>/resume/ at the end of every epoch.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
+import shlex
 import sys
 import time
 from datetime import datetime
@@ -21,14 +25,21 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
+import tinygrad_ee as tg
 from tinygrad_ee import DeviceError, get_backend
 
 from . import activity, autoencoder, language_model
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, read_training_checkpoint
 from .data import DataError
 from .files import write_json, write_text
-from .options import non_negative, positive_int
-from .training import TrainingConfig
+from .options import momentum, non_negative, positive, positive_int
+from .training import (
+    CHECKPOINT_FOLDER,
+    TrainingConfig,
+    TrainingDiverged,
+    TrainingInterrupted,
+    describe_position,
+)
 
 EXPERIMENTS = {
     autoencoder.NAME: (autoencoder, "data1.h5"),
@@ -36,6 +47,33 @@ EXPERIMENTS = {
     activity.NAME: (activity, "data3.h5"),
 }
 QUICK_EPOCHS = 2
+EXIT_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+
+EPILOG = f"""\
+checkpoints and --resume:
+  Each training run writes OUT/{CHECKPOINT_FOLDER}/<run>.npz (with `all`: in each
+  experiment's folder) atomically at the end of every epoch: parameters, momentum
+  buffers, epoch, random-generator states, the losses so far (early stopping included)
+  and the settings that define the run. The same command again with --resume (same --out)
+  continues where it stopped: runs that had finished are not trained again, the
+  unfinished one continues from its checkpoint and ends with the parameters an
+  uninterrupted run would have (bit for bit on the CPU). --epochs, --lr, --momentum,
+  --clip and --device may change on resume; a checkpoint whose other settings differ is
+  refused, naming them. --resume with no checkpoint in --out starts afresh, and says so.
+  Without --resume, an --out holding an unfinished run's checkpoint is refused (continue
+  it with --resume, or remove its {CHECKPOINT_FOLDER}/ folder); finished runs' checkpoints
+  are replaced. Ctrl-C finishes the current batch, saves, and exits; a second Ctrl-C
+  stops at once (the last epoch's checkpoint stays).
+
+exit status:
+  0    success
+  {EXIT_ERROR}    usage error; a missing, unreadable or invalid data or checkpoint file; an
+       unavailable device; an --out that cannot be written, or that holds an
+       unfinished run's checkpoint (without --resume)
+  {EXIT_DIVERGED}    training diverged: a batch loss became NaN or infinite (or, with
+       --detect-anomaly, an op made a NaN or infinity); the last good checkpoint is kept
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); the training state is saved: rerun with --resume
+"""
 
 
 def _add_common(parser: argparse.ArgumentParser, defaults: dict | None) -> None:
@@ -59,12 +97,20 @@ def _add_common(parser: argparse.ArgumentParser, defaults: dict | None) -> None:
     )
     shared = " (with `all`: for every experiment)" if defaults is None else ""
     parser.add_argument(
-        "--lr", type=non_negative(float), help=f"learning rate (default: {default('lr')}){shared}"
+        "--lr", type=positive(float), help=f"learning rate (default: {default('lr')}){shared}"
     )
     parser.add_argument(
         "--momentum",
+        type=momentum,
+        help=f"momentum, in [0, 1) (default: {default('momentum')}){shared}",
+    )
+    clip = "the experiment's: 5 for activity, where vanilla RNNs explode without it, else none"
+    if defaults is not None:
+        clip = f"{defaults['clip']:g}" if defaults["clip"] else "none"
+    parser.add_argument(
+        "--clip",
         type=non_negative(float),
-        help=f"momentum (default: {default('momentum')}){shared}",
+        help=f"max global gradient norm, 0 for none (default: {clip}){shared}",
     )
     parser.add_argument(
         "--dtype", choices=["float32", "float64"], default="float32", help="(default: float32)"
@@ -84,6 +130,17 @@ def _add_common(parser: argparse.ArgumentParser, defaults: dict | None) -> None:
         action="store_true",
         help=f"{QUICK_EPOCHS} epochs on a subset of the data: a smoke run in seconds",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run stopped in --out (needed) from its checkpoints; see below",
+    )
+    parser.add_argument(
+        "--detect-anomaly",
+        action="store_true",
+        help="stop at the first op that makes a NaN or infinity, forward or backward, "
+        "naming it (slower: every op's result is checked)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     parser.add_argument(
         "--blas-threads",
@@ -95,17 +152,29 @@ def _add_common(parser: argparse.ArgumentParser, defaults: dict | None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
-        prog="python -m tasks",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m tasks", description=__doc__, epilog=EPILOG, formatter_class=raw
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, _) in EXPERIMENTS.items():
-        sub = commands.add_parser(name, help=module.__doc__.splitlines()[0])
+        sub = commands.add_parser(
+            name,
+            help=module.__doc__.splitlines()[0],
+            description=module.__doc__,
+            epilog=EPILOG,
+            formatter_class=raw,
+        )
         _add_common(sub, module.DEFAULTS)
         module.add_arguments(sub)
-    everything = commands.add_parser("all", help="the three experiments, one report linking them")
+    everything = commands.add_parser(
+        "all",
+        help="the three experiments, one report linking them",
+        description="The three experiments, in OUT/autoencoder, OUT/language-model and "
+        "OUT/activity, and a report.md linking them.",
+        epilog=EPILOG,
+        formatter_class=raw,
+    )
     _add_common(everything, None)
     for module, _ in EXPERIMENTS.values():
         module.add_arguments(everything)
@@ -150,14 +219,64 @@ def _check_data_folder(data: Path | None) -> None:
         raise DataError(f"{data}: missing {', '.join(missing)}")
 
 
+def _checkpoint_folders(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """(experiment, its output folder) for each experiment the command runs."""
+    if args.command == "all":
+        return [(name, args.out / name) for name in EXPERIMENTS]
+    return [(args.command, args.out)]
+
+
+def _check_checkpoints(args: argparse.Namespace) -> None:
+    """Before anything trains: without --resume, an unfinished run's checkpoint is never
+    overwritten (finished runs' ones are removed); with --resume and none, say so.
+    Leftover temporary files of a write that was killed are removed either way."""
+    found, unfinished = [], []
+    for experiment, folder in _checkpoint_folders(args):
+        folder = folder / CHECKPOINT_FOLDER
+        if not folder.is_dir():
+            continue
+        for leftover in folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+        for path in sorted(folder.glob("*.npz")):
+            try:
+                meta, _, _ = read_training_checkpoint(path)
+            except CheckpointError as error:
+                raise CheckpointError(
+                    f"{error}. It cannot be resumed: remove it (or all of {folder}/, or choose "
+                    "another --out) to train that run afresh"
+                ) from None
+            if meta["identity"].get("experiment") == experiment:
+                found.append(path)
+            if not meta["done"]:
+                where = describe_position(meta["epoch"], meta["batch"])
+                unfinished.append(f"{path} ({where})")
+    if args.resume:
+        if not found:
+            print(
+                f"--resume: no training checkpoint of this command in {args.out}: starting afresh",
+                file=sys.stderr,
+            )
+        return
+    if unfinished:
+        raise CheckpointError(
+            f"{args.out} holds the checkpoint of an unfinished run: {', '.join(unfinished)}. "
+            "Continue it with --resume, or remove "
+            f"{args.out / CHECKPOINT_FOLDER}/ (or choose another --out) to start afresh"
+        )
+    for path in found:
+        path.unlink()
+
+
 def run_experiment(name: str, args: argparse.Namespace, out: Path) -> dict:
     module, file_name = EXPERIMENTS[name]
     defaults = module.DEFAULTS
+    clip = args.clip if args.clip is not None else defaults["clip"]
     config = TrainingConfig(
         epochs=args.epochs or (QUICK_EPOCHS if args.quick else defaults["epochs"]),
         batch_size=args.batch_size or defaults["batch_size"],
         lr=args.lr if args.lr is not None else defaults["lr"],
         momentum=args.momentum if args.momentum is not None else defaults["momentum"],
+        clip=clip or None,
         progress=not args.no_progress,
     )
     experiment_args = argparse.Namespace(**vars(args))
@@ -184,6 +303,7 @@ def run_experiment(name: str, args: argparse.Namespace, out: Path) -> dict:
         "momentum": config.momentum,
         "clip": config.clip,
     }
+    metrics["resumed"] = bool(args.resume)
     metrics["device"] = args.device
     metrics["dtype"] = args.dtype
     metrics["seed"] = args.seed
@@ -193,8 +313,25 @@ def run_experiment(name: str, args: argparse.Namespace, out: Path) -> dict:
     return metrics
 
 
+def _resume_command(argv: list[str], out: Path) -> str:
+    """The command line that continues this one."""
+    argv = list(argv)
+    if not any(arg == "--out" or arg.startswith("--out=") for arg in argv):
+        argv += ["--out", str(out)]
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return shlex.join([Path(sys.executable).name, "-m", "tasks", *argv])
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "resume", False) and args.out is None:
+        parser.error("--resume needs --out: the folder of the run to continue")
+    if args.command not in ("demo", "data") and args.out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        args.out = Path("runs") / f"{args.command}-{stamp}"
     try:
         if args.command == "demo":
             from .demo import train_demo
@@ -214,25 +351,42 @@ def main(argv: list[str] | None = None) -> int:
         get_backend(args.device)  # fail before any work if the device is unavailable
         if args.command == "all":
             _check_data_folder(args.data)
-        with threadpool_limits(limits=args.blas_threads, user_api="blas"):
+        _check_checkpoints(args)
+        anomaly = tg.detect_anomaly() if args.detect_anomaly else contextlib.nullcontext()
+        with threadpool_limits(limits=args.blas_threads, user_api="blas"), anomaly:
             return _run(args)
     except (DataError, DeviceError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
+    except (TrainingDiverged, FloatingPointError) as error:  # tg.AnomalyError is the latter
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
     except OSError as error:  # an --out that cannot be written, a full disk, ...
         print(
             f"error: cannot write {error.filename or ''}: {error.strerror or error}",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_ERROR
+    except TrainingInterrupted as interrupt:
+        print(f"interrupted: {interrupt}", file=sys.stderr)
+        if interrupt.path is not None:
+            print(f"to continue: {_resume_command(argv, args.out)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        if args.command not in ("demo", "data") and any(
+            (folder / CHECKPOINT_FOLDER).glob("*.npz") for _, folder in _checkpoint_folders(args)
+        ):
+            print(
+                f"the last checkpoints are in {args.out}; to continue: "
+                f"{_resume_command(argv, args.out)}",
+                file=sys.stderr,
+            )
+        return EXIT_INTERRUPTED
 
 
 def _run(args: argparse.Namespace) -> int:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = args.out or Path("runs") / f"{args.command}-{stamp}"
+    out = args.out
     if args.command == "all":
         sections = []
         for name in EXPERIMENTS:

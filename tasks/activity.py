@@ -19,31 +19,28 @@ from . import plots
 from .checkpoint import save_model
 from .data import load_activity, split_validation
 from .default_data import default_activity
-from .options import non_negative, positive_int
+from .options import positive_int
 from .training import (
     TrainingConfig,
     cross_entropy_and_accuracy,
+    fingerprint,
     fit,
     in_batches,
     quick_subset,
     rows,
+    run_checkpoint,
 )
 
 NAME = "activity"
-OPTIONS = ("cell", "clip", "recurrent_size")
-DEFAULTS = {"epochs": 50, "batch_size": 32, "lr": 0.1, "momentum": 0.85}
+OPTIONS = ("cell", "recurrent_size")
+# clip: the max global gradient norm (--clip, 0 for none); vanilla RNNs explode without it.
+DEFAULTS = {"epochs": 50, "batch_size": 32, "lr": 0.1, "momentum": 0.85, "clip": 5.0}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("activity")
     group.add_argument(
         "--cell", choices=[*CELLS, "all"], default="all", help="recurrent cell (default: all)"
-    )
-    group.add_argument(
-        "--clip",
-        type=non_negative(float),
-        default=5.0,
-        help="max global gradient norm, 0 for none (default: 5; vanilla RNNs explode without)",
     )
     group.add_argument(
         "--recurrent-size", type=positive_int, default=128, help="recurrent units (default: 128)"
@@ -76,7 +73,7 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
     }
     classes = len(data.class_names)
     cells = list(CELLS) if args.cell == "all" else [args.cell]
-    config.clip = args.clip or None
+    trained_on = fingerprint(*splits["train"], *splits["validation"])
     results = []
     for cell in cells:
         nn.seed(args.seed, device)
@@ -111,6 +108,16 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
             np.random.default_rng(args.seed),
             f"activity {cell}",
             after_epoch,
+            run_checkpoint(
+                out,
+                args,
+                config,
+                f"activity_{cell}",
+                experiment=NAME,
+                data=trained_on,
+                cell=cell,
+                recurrent_size=args.recurrent_size,
+            ),
         )
         checkpoint = f"activity_{cell}.npz"
         save_model(out / checkpoint, model)

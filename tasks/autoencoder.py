@@ -20,7 +20,7 @@ from .checkpoint import save_model
 from .data import DataError, load_patches, preprocess_patches
 from .default_data import default_patches
 from .options import non_negative, open_unit_interval, positive_int
-from .training import TrainingConfig, fit, quick_subset, rows
+from .training import TrainingConfig, fingerprint, fit, quick_subset, rows, run_checkpoint
 
 NAME = "autoencoder"
 SWEEP_HIDDEN = (16, 49, 100)
@@ -59,19 +59,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # unit to zero activation within the first epoch (the sparsity term's gradient at
 # rho_hat = 0.5 overshoots rho), in the hand-derived NumPy step as much as in the engine.
 # 0.01 trains to rho_hat ~ rho. See docs/results.md; pass --lr 0.075 for SPEC's value.
-DEFAULTS = {"epochs": 200, "batch_size": 32, "lr": 0.01, "momentum": 0.85}
+DEFAULTS = {"epochs": 200, "batch_size": 32, "lr": 0.01, "momentum": 0.85, "clip": None}
 
 
-def _train(x, hidden_size, lam, args, config, seed, description):
-    nn.seed(seed, args.device)
+def _train(x, hidden_size, lam, args, config, description, checkpoint):
+    nn.seed(args.seed, args.device)
     model = SparseAutoencoder(x.shape[1], hidden_size, device=args.device, dtype=args.dtype)
     history = fit(
         model,
         lambda indices: model.loss(rows(x, indices), lam, args.beta, args.rho),
         x.shape[0],
         config,
-        np.random.default_rng(seed),
+        np.random.default_rng(args.seed),
         description,
+        checkpoint=checkpoint,
     )
     return model, history
 
@@ -111,8 +112,31 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
         scale=(0.0, 1.0),  # values lie in [0.1, 0.9]: show them as they are
     )
     x = tg.Tensor(patches, device=args.device, dtype=args.dtype)
+    data = fingerprint(patches)
 
-    model, history = _train(x, args.hidden_size, args.lam, args, config, args.seed, "autoencoder")
+    def checkpoint(run, hidden_size, lam, run_config):
+        return run_checkpoint(
+            out,
+            args,
+            run_config,
+            run,
+            experiment=NAME,
+            data=data,
+            hidden_size=hidden_size,
+            lam=lam,
+            beta=args.beta,
+            rho=args.rho,
+        )
+
+    model, history = _train(
+        x,
+        args.hidden_size,
+        args.lam,
+        args,
+        config,
+        "autoencoder",
+        checkpoint("autoencoder", args.hidden_size, args.lam, config),
+    )
     save_model(out / "autoencoder.npz", model)
     plots.curves(
         out / "loss.png", {"training loss J": history.train_loss}, "autoencoder loss", "epoch", "J"
@@ -134,6 +158,7 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
             batch_size=config.batch_size,
             lr=config.lr,
             momentum=config.momentum,
+            clip=config.clip,
             progress=config.progress,
         )
         for hidden in SWEEP_HIDDEN:
@@ -144,8 +169,8 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
                     lam,
                     args,
                     sweep_config,
-                    args.seed,
                     f"sweep hidden={hidden} lambda={lam:g}",
+                    checkpoint(f"sweep_hidden{hidden}_lambda{lam:g}", hidden, lam, sweep_config),
                 )
                 figure = f"sweep_hidden{hidden}_lambda{lam:g}.png"
                 plots.image_grid(

@@ -34,6 +34,11 @@ NGRAM_DATASETS = {
 }
 
 
+# The largest dataset read (the original data1.h5 holds 31 MB): a crafted file can declare
+# a huge dataset in a few bytes.
+MAX_DATASET_BYTES = 8 * 2**30
+
+
 class DataError(ValueError):
     """A data file is missing, unreadable, or does not have the expected layout."""
 
@@ -50,9 +55,10 @@ def _read_datasets(
 ) -> dict[str, np.ndarray]:
     """Read whole datasets from an HDF5 file into memory.
 
-    Every failure (no such file, not HDF5, truncated or corrupt, a dataset missing or
-    unreadable) becomes a DataError naming the file. Optional datasets that are absent
-    are left out of the result.
+    Every failure (no such file, not HDF5, truncated or corrupt, a dataset missing,
+    unreadable, larger than MAX_DATASET_BYTES, or kept in other files through an
+    external link, external storage or a virtual dataset) becomes a DataError naming
+    the file. Optional datasets that are absent are left out of the result.
     """
     path = Path(path)
     source = str(path)
@@ -62,28 +68,48 @@ def _read_datasets(
         raise DataError(f"{source}: not a regular file")
     try:
         handle = h5py.File(path, "r")
-    except OSError as error:  # h5py reports bad signatures and truncation as OSError
+    except Exception as error:  # h5py reports bad signatures and truncation as OSError
         raise DataError(
             f"{source}: not a readable HDF5 file (truncated, corrupt or another format): {error}"
         ) from error
     arrays: dict[str, np.ndarray] = {}
-    with handle:
-        for name in required + optional:
-            if name not in handle:
-                if name in optional:
-                    continue
-                found = ", ".join(sorted(handle.keys())) or "nothing"
-                raise _problem(source, name, f"is missing (the file holds: {found})")
-            node = handle[name]
-            if not isinstance(node, h5py.Dataset):
-                raise _problem(source, name, f"must be a dataset, got a {type(node).__name__}")
-            try:
+    name = None
+    try:
+        with handle:
+            for name in required + optional:
+                link = handle.get(name, getlink=True)
+                if link is None:
+                    if name in optional:
+                        continue
+                    found = ", ".join(sorted(handle.keys())) or "nothing"
+                    raise _problem(source, name, f"is missing (the file holds: {found})")
+                if isinstance(link, h5py.ExternalLink):
+                    raise _problem(
+                        source, name, f"is a link to another file ({link.filename}): not followed"
+                    )
+                node = handle.get(name)
+                if not isinstance(node, h5py.Dataset):
+                    kind = "a dangling link" if node is None else f"a {type(node).__name__}"
+                    raise _problem(source, name, f"must be a dataset, got {kind}")
+                if node.is_virtual or node.external:
+                    raise _problem(source, name, "keeps its data in other files: not read")
+                size = node.size * node.dtype.itemsize
+                if size > MAX_DATASET_BYTES:
+                    raise _problem(
+                        source,
+                        name,
+                        f"holds {size} bytes (shape {_shape_text(node.shape)}), more than "
+                        f"the {MAX_DATASET_BYTES} this program reads",
+                    )
                 arrays[name] = np.asarray(node[()])
-            except (OSError, ValueError, TypeError) as error:
-                # A truncated file can open fine and fail only when the data is read.
-                raise _problem(
-                    source, name, f"could not be read (truncated or corrupt file?): {error}"
-                ) from error
+    except DataError:
+        raise
+    except Exception as error:  # whatever a corrupt file makes h5py raise
+        # A truncated file can open fine and fail only when the data is read.
+        where = f"dataset '{name}' " if name else ""
+        raise DataError(
+            f"{source}: {where}could not be read (truncated or corrupt file?): {error}"
+        ) from error
     return arrays
 
 

@@ -1,8 +1,10 @@
 """Writing results safely: every file is written whole or not at all.
 
 Each writer writes to a temporary file in the destination folder, flushes and
-fsyncs it, then renames it over the destination (atomic on POSIX), so a crash at
-any moment leaves either the old file or the new one, never a torn one.
+fsyncs it, renames it over the destination (atomic on POSIX), then fsyncs the folder
+so that the rename itself survives a power cut. A crash at any moment leaves either
+the old file or the new one, never a torn one; a crash before the rename may leave a
+temporary ``.<name>.*.tmp`` sibling behind, which no reader looks at.
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ from typing import IO, Any
 import numpy as np
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it, then restore
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; on success it replaces ``path``."""
@@ -26,6 +37,7 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, mode, encoding=None if "b" in mode else "utf-8") as file:
+            os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would
             yield file
             file.flush()
             os.fsync(file.fileno())
@@ -34,6 +46,18 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; Windows cannot open folders)."""
+    if os.name != "posix":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def write_json(path: str | Path, value: Any) -> None:

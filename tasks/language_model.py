@@ -24,16 +24,18 @@ from .default_data import default_ngrams
 from .training import (
     TrainingConfig,
     cross_entropy_and_accuracy,
+    fingerprint,
     fit,
     in_batches,
     quick_subset,
     rows,
+    run_checkpoint,
 )
 
 NAME = "language-model"
 OPTIONS = ("config", "no_early_stop")
 CONFIGURATIONS = ((32, 256), (16, 128), (8, 64))
-DEFAULTS = {"epochs": 50, "batch_size": 200, "lr": 0.15, "momentum": 0.85}
+DEFAULTS = {"epochs": 50, "batch_size": 200, "lr": 0.15, "momentum": 0.85, "clip": None}
 
 
 def _configuration(text: str) -> tuple[int, int]:
@@ -93,6 +95,9 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
         for split in ("train", "val", "test")
     }
     train_context, train_target = tensors["train"]
+    trained_on = fingerprint(
+        data.train_context, data.train_target, data.val_context, data.val_target
+    )
     shown = np.random.default_rng(args.seed).choice(len(data.test_target), size=5, replace=False)
     results = []
     for dim, hidden in args.config or CONFIGURATIONS:
@@ -113,6 +118,17 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
             np.random.default_rng(args.seed),
             f"language model {label}",
             after_epoch,
+            run_checkpoint(
+                out,
+                args,
+                config,
+                f"language_model_D{dim}_P{hidden}",
+                experiment=NAME,
+                data=trained_on,
+                embedding_dim=dim,
+                hidden_size=hidden,
+                early_stop=not args.no_early_stop,
+            ),
         )
         checkpoint = f"language_model_D{dim}_P{hidden}.npz"
         save_model(out / checkpoint, model)
@@ -132,7 +148,7 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
                 "epoch_seconds": history.epoch_seconds,
                 "test_cross_entropy": test_loss,
                 "test_accuracy": test_accuracy,
-                "test_perplexity": math.exp(test_loss),
+                "test_perplexity": math.exp(test_loss) if test_loss < 700 else math.inf,
                 "checkpoint": checkpoint,
                 "predictions": [
                     {

@@ -4,6 +4,7 @@ so that a bad value is a one-line usage error, not a traceback later."""
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 
@@ -16,16 +17,37 @@ def positive_int(text: str) -> int:
 
 
 def non_negative(kind: type) -> Callable[[str], float]:
-    """An argparse type: a number of ``kind`` that is not negative."""
+    """An argparse type: a finite number of ``kind`` that is not negative."""
 
     def parse(text: str):
         value = kind(text)
-        if not value >= 0:
-            raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+        if not (value >= 0 and math.isfinite(value)):  # nan fails both comparisons
+            raise argparse.ArgumentTypeError(f"must be finite and not negative, got {text}")
         return value
 
     parse.__name__ = f"non-negative {kind.__name__}"
     return parse
+
+
+def positive(kind: type) -> Callable[[str], float]:
+    """An argparse type: a finite number of ``kind`` greater than 0 (a learning rate)."""
+
+    def parse(text: str):
+        value = kind(text)
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be finite and positive, got {text}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def momentum(text: str) -> float:
+    """An argparse type: a momentum coefficient in [0, 1)."""
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
+    return value
 
 
 def open_unit_interval(text: str) -> float:
