@@ -16,3 +16,13 @@ def test_model_benchmark_runs_and_scaling_has_every_length():
     rows = model_benchmarks.bptt_scaling([2, 3], repeat=1)
     assert [row["T"] for row in rows] == [2, 3]
     assert all(row["engine_ms"] > 0 and row["peak_mb"] > 0 for row in rows)
+
+
+def test_profile_sorts_every_engine_function_into_a_part():
+    from benchmarks import profile
+
+    stats, parts = profile.profile("autoencoder", "float32", steps=1)
+    assert {"op arithmetic, forward", "op arithmetic, backward", "recording"} <= set(parts)
+    assert "backward walk" in parts and "optimiser" in parts
+    own_seconds = sum(entry[2] for entry in stats.stats.values())
+    assert abs(sum(parts.values()) - own_seconds) < 1e-9  # every entry counted once
