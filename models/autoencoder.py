@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinygrad_ee import Tensor, nn
+from tinygrad_ee import Tensor, nn, sum_of_squares
 
 
 class SparseAutoencoder(nn.Module):
@@ -42,10 +42,9 @@ class SparseAutoencoder(nn.Module):
         Biases are not regularised.
         """
         h = self.encode(x)
-        error = x - self.decode(h)
-        reconstruction = (error * error).sum() / (2 * x.shape[0])
+        reconstruction = sum_of_squares(x - self.decode(h)) / (2 * x.shape[0])
         w1, w2 = self.encoder.weight, self.decoder.weight
-        weight_decay = (lam / 2) * ((w1 * w1).sum() + (w2 * w2).sum())
+        weight_decay = (lam / 2) * (sum_of_squares(w1) + sum_of_squares(w2))
         sparsity = beta * nn.bernoulli_kl(rho, h.mean(axis=0)).sum()
         return reconstruction + weight_decay + sparsity
 

@@ -2,8 +2,9 @@
 
 Each cell projects all T inputs with one matrix product before the loop
 (``project_inputs``), so a step costs one recurrent product plus elementwise ops,
-and back-propagation through time costs O(T). LSTM and GRU compute their gates with
-one product per input and split the result.
+and back-propagation through time costs O(T). A step's pre-activation
+h_{t-1} W_h + (x_t W_x + b) is one op, ``linear(h, W_h, x_projected)``. LSTM and GRU
+compute their gates with one product per input and split the result.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class RNNCell(_Cell):
 
     def step(self, x_projected: Tensor, state: State) -> State:
         (h,) = state
-        return ((x_projected + h @ self.hidden_weight).tanh(),)
+        return (linear(h, self.hidden_weight, x_projected).tanh(),)
 
 
 class LSTMCell(_Cell):
@@ -69,7 +70,7 @@ class LSTMCell(_Cell):
 
     def step(self, x_projected: Tensor, state: State) -> State:
         h, c = state
-        i, f, g, o = (x_projected + h @ self.hidden_weight).split(4, axis=1)
+        i, f, g, o = linear(h, self.hidden_weight, x_projected).split(4, axis=1)
         c = f.sigmoid() * c + i.sigmoid() * g.tanh()
         return (o.sigmoid() * c.tanh(), c)
 

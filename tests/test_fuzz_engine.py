@@ -136,7 +136,8 @@ def test_empty_tensors_give_an_empty_answer_or_a_value_error(name, data):
     for piece in outputs:
         assert not np.isnan(piece.numpy()).any(), f"{name} made NaN from an empty input"
     total = sum((piece.sum() for piece in outputs), start=tg.Tensor(0.0, dtype="float64"))
-    total.backward()
+    if outputs:  # unbind along an empty axis has no outputs, so nothing to differentiate
+        total.backward()
 
 
 @given(shape=shapes, grad_shape=shapes)

@@ -350,8 +350,7 @@ def mse(prediction: Tensor, target: Tensor | Any) -> Tensor:
         raise ValueError(
             f"mse: prediction {prediction.shape} and target {target.shape} differ in shape"
         )
-    difference = prediction - target
-    return (difference * difference).mean()
+    return ops.sum_of_squares(prediction - target) / prediction.size
 
 
 def bernoulli_kl(rho: float, rho_hat: Tensor, eps: float = 1e-6) -> Tensor:

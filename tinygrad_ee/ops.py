@@ -324,6 +324,13 @@ def sum(be, x, axis=None, keepdims=False):
     )
 
 
+@op(REAL, kind="unary", dtypes="float")
+def sum_of_squares(be, x):
+    """||x||^2, the sum of every element squared: any shape -> 0-d. One op: its gradient
+    2 g x is one pass, where x * x then sum records two ops and a broadcast gradient."""
+    return be.xp.sum(x * x), lambda g: (x * (2 * g),)
+
+
 @op(REAL, kind="reduce", dtypes="float")
 def mean(be, x, axis=None, keepdims=False):
     """Mean over ``axis`` (None: all axes)."""
@@ -459,15 +466,18 @@ def matmul(be, x, y):
 
 @op(REAL, REAL, REAL, kind="linear", dtypes="float")
 def linear(be, x, weight, bias):
-    """x @ weight + bias: x (..., in), weight (in, out), bias (out,) -> (..., out).
+    """x @ weight + bias: x (..., in), weight (in, out) -> (..., out); bias (out,), or a
+    whole (..., out) term such as a recurrent cell's projected input.
 
-    One op rather than matmul then add: the bias gradient is one sum over the rows,
-    not a broadcast gradient summed back, and the forward adds the bias in place."""
+    One op rather than matmul then add: the bias gradient is one sum over the rows (or
+    the output's gradient itself), not a broadcast gradient summed back, and the
+    forward adds the bias into the product in place."""
     xp = be.xp
-    if x.ndim == 0 or weight.ndim != 2 or bias.shape != (weight.shape[1],):
+    out_shape = tuple(x.shape[:-1]) + tuple(weight.shape[1:])
+    if x.ndim == 0 or weight.ndim != 2 or tuple(bias.shape) not in (out_shape[-1:], out_shape):
         raise ValueError(
-            f"linear: needs x (..., in), weight (in, out), bias (out,), got {tuple(x.shape)}, "
-            f"{tuple(weight.shape)}, {tuple(bias.shape)}"
+            "linear: needs x (..., in), weight (in, out), bias (out,) or (..., out), got "
+            f"{tuple(x.shape)}, {tuple(weight.shape)}, {tuple(bias.shape)}"
         )
     out = xp.matmul(x, weight)
     out += bias
@@ -475,7 +485,8 @@ def linear(be, x, weight, bias):
     def backward(g):
         rows = xp.reshape(g, (-1, g.shape[-1]))
         gw = xp.matmul(xp.matrix_transpose(xp.reshape(x, (-1, x.shape[-1]))), rows)
-        return xp.matmul(g, be.transposed_operand(weight)), gw, xp.sum(rows, axis=0)
+        gb = xp.sum(rows, axis=0) if bias.ndim == 1 else g
+        return xp.matmul(g, be.transposed_operand(weight)), gw, gb
 
     return out, backward
 

@@ -136,7 +136,8 @@ def op_cases(draw, spec: OpSpec, device: str = "cpu") -> tuple[tuple, dict]:
     if kind == "linear":
         batch = draw(shapes(min_dims=1, max_dims=3))
         k, m = batch[-1], draw(st.integers(1, 4))
-        x, weight, bias = (tensor(s, d) for s, d in zip([batch, (k, m), (m,)], domains))
+        bias_shape = draw(st.sampled_from([(m,), batch[:-1] + (m,)]))  # a bias or a term
+        x, weight, bias = (tensor(s, d) for s, d in zip([batch, (k, m), bias_shape], domains))
         return (x, weight, bias), {}
     if kind == "reshape":
         shape = draw(shapes())
