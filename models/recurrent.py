@@ -2,7 +2,7 @@
 
 Each cell projects all T inputs with one matrix product before the loop
 (``project_inputs``), so a step costs one recurrent product plus elementwise ops,
-and back-propagation through time costs O(T). A step's pre-activation
+and back-propagation through time costs O(T). An RNN or LSTM step's pre-activation
 h_{t-1} W_h + (x_t W_x + b) is one op, ``linear(h, W_h, x_projected)``. LSTM and GRU
 compute their gates with one product per input and split the result.
 """

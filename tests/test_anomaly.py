@@ -130,3 +130,31 @@ def test_every_op_given_a_non_finite_input_raises_anomaly_error(data, name):
     target.data = target.backend.xp.full_like(target.data, value)
     with tg.detect_anomaly(), quiet(), pytest.raises(tg.AnomalyError, match=rf"^{name} was given"):
         spec.function(*args, **params)
+
+
+def test_a_non_finite_sum_reaching_a_split_is_reported_at_the_split():
+    """Gradients from several uses are summed without a check; the sum's overflow is
+    caught at the next backward (here unbind's), which says its input was non-finite."""
+    x = tg.Tensor([0.5, 0.5], requires_grad=True, dtype="float16")  # forward: 60000, finite
+    first, _ = x.unbind()
+    loss = first * 60000.0 + first * 60000.0  # each gradient fits float16, their sum not
+    with tg.detect_anomaly(), quiet(), pytest.raises(tg.AnomalyError) as caught:
+        loss.backward()
+    assert "backward of unbind produced inf" in str(caught.value)
+    assert "the incoming gradient was non-finite" in str(caught.value)
+
+
+def test_unneeded_gradients_are_not_reported():
+    """pow's exponent gradient holds log(base): NaN for a negative base, but a constant
+    exponent tensor needs no gradient, so nothing is wrong."""
+    base = tg.Tensor([-2.0, 3.0], requires_grad=True)
+    exponent = tg.Tensor([2.0, 2.0])
+    with tg.detect_anomaly(), quiet():
+        (base**exponent).sum().backward()
+    np.testing.assert_allclose(base.grad.numpy(), [-4.0, 6.0])
+
+
+def test_a_non_finite_python_constant_is_named_as_an_input():
+    x = tg.Tensor([1.0])
+    with tg.detect_anomaly(), quiet(), pytest.raises(tg.AnomalyError, match="add was given inf"):
+        x + float("inf")

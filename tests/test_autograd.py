@@ -203,3 +203,13 @@ def test_a_weight_changed_between_backward_passes_gets_fresh_gradients(device):
         expected = np.ones((2, 3)) @ np.linalg.matrix_power(w_host, 4).T
         np.testing.assert_allclose(h0.grad.numpy(), expected, rtol=1e-10)
         w.data *= -0.5  # in place: same array, new values
+
+
+@pytest.mark.parametrize("how", ["sum", "unbind"])
+def test_a_0d_result_used_many_times_gets_every_contribution(device, how):
+    """Three uses of one 0-d intermediate: its gradient sums three contributions, and a
+    0-d NumPy sum is an immutable scalar that cannot be added into in place."""
+    x = tg.Tensor([2.0], requires_grad=True, device=device)
+    s = x.sum() if how == "sum" else x.unbind()[0]
+    (s * s * s + s * 2.0).backward()  # d/dx = 3 s^2 + 2 = 14 at s = 2
+    np.testing.assert_allclose(x.grad.numpy(), [14.0])

@@ -8,6 +8,7 @@ own rules say should happen (an independent oracle), not with the engine itself.
 """
 
 import re
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -106,10 +107,39 @@ def test_anything_but_a_tensor_or_number_is_a_type_error(name, junk, data):
     args, params = data.draw(strategies.op_cases(spec), label="case")
     args = list(args)
     args[data.draw(st.sampled_from(range(len(args))), label="replaced input")] = junk
-    if not any(isinstance(a, tg.Tensor) for a in args):
-        args.append(tg.Tensor([1.0]))  # still a junk input among tensors
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=rf"^{name}: inputs must be Tensors or Python numbers"):
         spec.function(*args, **params)
+
+
+@pytest.mark.parametrize("number", [np.float64(0.5), np.float32(0.5), Fraction(1, 2), 0.5])
+def test_number_constants_of_any_type_keep_the_tensors_dtype(device, number):
+    x = tg.Tensor([1.0, 2.0], device=device)  # float32
+    y = x * number
+    assert y.dtype == x.dtype
+    np.testing.assert_array_equal(y.numpy(), [0.5, 1.0])
+
+
+def test_constants_never_promote_an_integer_tensor(device):
+    counts = tg.Tensor(np.array([1, 2]), device=device)
+    with pytest.raises(TypeError, match="^add: a float constant with an integer tensor"):
+        counts + 0.5
+    with pytest.raises(TypeError, match="^where: a float constant with an integer tensor"):
+        tg.where(counts > 1, counts, 0.5)
+    with pytest.raises(OverflowError, match="^add: .*1000"):
+        tg.Tensor(np.array([1, 2], dtype=np.int8), device=device) + 1000
+    assert (counts + 1).dtype == counts.dtype
+
+
+def test_booleans_are_counted_by_sum(device):
+    matches = tg.Tensor([1.0, 2.0, 3.0], device=device) > 1.5
+    assert matches.sum().item() == 2
+    assert "int" in str(matches.sum().dtype)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_axis_out_of_range_is_a_value_error(device, name):
+    with pytest.raises(ValueError, match=rf"^{name}: axis 2 is out of range for 2 axes"):
+        tg.REGISTRY[name].function(tg.Tensor(np.ones((2, 3)), device=device), axis=2)
 
 
 @given(name=st.sampled_from(sorted(tg.REGISTRY)), data=st.data())

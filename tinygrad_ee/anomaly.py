@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import linecache
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -58,7 +59,10 @@ def creation_site() -> str:
 
 
 def _bad_values(xp: Any, array: Any) -> str | None:
-    """ "nan", "inf" or "nan and inf" when a floating ``array`` holds them, else None."""
+    """ "nan", "inf" or "nan and inf" when a floating ``array`` (or a Python number, an
+    op's constant) holds them, else None."""
+    if isinstance(array, float):
+        return None if math.isfinite(array) else ("nan" if math.isnan(array) else "inf")
     if not hasattr(array, "dtype") or "float" not in str(array.dtype):
         return None
     if bool(xp.all(xp.isfinite(array))):
@@ -97,16 +101,19 @@ def check_forward(xp: Any, name: str, outputs: list, arrays: list, site: str) ->
 
 
 def check_backward(xp: Any, name: str, grads: Any, grad_out: Any, inputs: Any, site: str) -> None:
-    """Raise if an op's backward returned a NaN/inf gradient for any input."""
-    for index, grad in enumerate(grads):
+    """Raise if an op's backward returned a NaN/inf gradient for an input that needs one
+    (a gradient nobody uses, such as a constant exponent's, may be anything)."""
+    for index, (x, grad) in enumerate(zip(inputs, grads)):
         bad = _bad_values(xp, grad)
-        if bad is None:
+        if bad is None or not getattr(x, "requires_grad", False):
             continue
         shapes = _describe([getattr(x, "data", x) for x in inputs])
+        # A split/unbind hub receives {output index: gradient}, not one array.
+        incoming = list(grad_out.values()) if isinstance(grad_out, dict) else [grad_out]
+        state = "finite" if all(_bad_values(xp, g) is None for g in incoming) else "non-finite"
         raise AnomalyError(
             f"the backward of {name} produced {bad} in the gradient of its input {index} "
-            f"(inputs: {shapes}; incoming gradient {tuple(grad_out.shape)} "
-            f"{'finite' if _bad_values(xp, grad_out) is None else 'already non-finite'}); "
+            f"(inputs: {shapes}; the incoming gradient was {state}); "
             f"the op was created at {site}"
         )
 

@@ -21,6 +21,7 @@ import functools
 import importlib
 import math
 import types
+import weakref
 from typing import Any
 
 import numpy as np
@@ -120,11 +121,12 @@ class Backend:
     def transposed_operand(self, matrix: Array) -> Array:
         """``matrix`` with its last two axes swapped, as the right operand of a product
         in a backward pass (g @ W^T). A backend may hand back a contiguous copy that it
-        keeps until `end_backward`."""
+        keeps until `clear_backward_cache`."""
         return self.xp.matrix_transpose(matrix)
 
-    def end_backward(self) -> None:
-        """Called when a backward pass ends: drop what `transposed_operand` kept."""
+    def clear_backward_cache(self) -> None:
+        """Called as a backward pass starts and ends: drop what `transposed_operand` kept
+        (the arrays may change between passes)."""
 
     # --- random numbers ----------------------------------------------------
     # Drawn on the host with NumPy's PCG64 and then copied, so that a seed gives
@@ -181,7 +183,8 @@ def _numpy_namespace() -> Any:
 
     def broadcast_to(x, shape):
         # np.broadcast_to builds its view in Python (4 us); a filled copy takes 1 us
-        # and the gradients that use it are read in full anyway.
+        # and the gradients that use it are read in full anyway. Unlike the standard's
+        # (and CuPy's) read-only view it is a writable copy: never write into it.
         out = np.empty(shape, dtype=x.dtype)
         out[...] = x
         return out
@@ -208,7 +211,8 @@ class NumpyBackend(Backend):
 
     def __init__(self) -> None:
         super().__init__()
-        self._transposes: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        # id(matrix) -> (weak reference to it, its contiguous transpose or None)
+        self._transposes: dict[int, tuple[weakref.ref, np.ndarray | None]] = {}
 
     def asarray(self, data: Any, dtype: Any = None) -> Array:
         return np.asarray(data, dtype=dtype)
@@ -217,20 +221,21 @@ class NumpyBackend(Backend):
         # OpenBLAS multiplies by a transposed view of a float32 matrix about 1.5x more
         # slowly than by a contiguous copy (67 vs 45 us for (32, 512) @ (512, 128)), and a
         # recurrent weight is the operand of T such products per backward pass. The copy
-        # costs more than one slow product, so it is made at the second use, then reused;
-        # the entry holds the matrix, so its id() is not recycled while cached.
+        # costs more than one slow product, so it is made at the second use, then reused.
+        # Weak references: an activation used once is not kept alive by the cache, and a
+        # recycled id() is told apart from the array first seen under it.
         if matrix.ndim != 2:
             return matrix.swapaxes(-1, -2)
         seen = self._transposes.get(id(matrix))
-        if seen is None:
-            self._transposes[id(matrix)] = (matrix, None)
+        if seen is None or seen[0]() is not matrix:
+            self._transposes[id(matrix)] = (weakref.ref(matrix), None)
             return matrix.T
         if seen[1] is None:
-            seen = (matrix, np.ascontiguousarray(matrix.T))
+            seen = (seen[0], np.ascontiguousarray(matrix.T))
             self._transposes[id(matrix)] = seen
         return seen[1]
 
-    def end_backward(self) -> None:
+    def clear_backward_cache(self) -> None:
         self._transposes.clear()
 
     def scatter_add(self, shape, indices, values):

@@ -350,6 +350,8 @@ def mse(prediction: Tensor, target: Tensor | Any) -> Tensor:
         raise ValueError(
             f"mse: prediction {prediction.shape} and target {target.shape} differ in shape"
         )
+    if prediction.size == 0:
+        raise ValueError("mse: of empty tensors (no elements to average)")
     return ops.sum_of_squares(prediction - target) / prediction.size
 
 

@@ -315,10 +315,12 @@ def where(be, condition, x, y):
 
 
 # --- reductions -------------------------------------------------------------------
-@op(REAL, kind="reduce", dtypes="numeric")
+@op(REAL, kind="reduce", dtypes="any")
 def sum(be, x, axis=None, keepdims=False):
-    """Sum over ``axis`` (None: all axes)."""
+    """Sum over ``axis`` (None: all axes). Bools are counted: an int64 result."""
     axes = _axes(axis, x.ndim)
+    if be.kinds[x.dtype] == "bool":  # (predicted == truth).sum(); the standard wants ints
+        x = be.xp.astype(x, be.xp.int64)
     return be.xp.sum(x, axis=axes, keepdims=keepdims), lambda g: (
         _expand_to(be.xp, g, x.shape, axes),
     )
@@ -382,6 +384,7 @@ def logsumexp(be, x, axis=None, keepdims=False):
 def softmax(be, x, axis=-1):
     """exp(x) / sum(exp(x)) along ``axis``, computed from x - max(x)."""
     xp = be.xp
+    (axis,) = _axes(axis, _at_least_1d(x, "softmax"))
     e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
     out = e / xp.sum(e, axis=axis, keepdims=True)
     return out, lambda g: (out * (g - xp.sum(g * out, axis=axis, keepdims=True)),)
@@ -396,6 +399,7 @@ def _log_softmax(xp: Any, x: Any, axis: int) -> Any:
 def log_softmax(be, x, axis=-1):
     """x - logsumexp(x) along ``axis``, computed from x - max(x)."""
     xp = be.xp
+    (axis,) = _axes(axis, _at_least_1d(x, "log_softmax"))
     out = _log_softmax(xp, x, axis)
     return out, lambda g: (g - xp.exp(out) * xp.sum(g, axis=axis, keepdims=True),)
 
@@ -475,10 +479,7 @@ def linear(be, x, weight, bias):
     xp = be.xp
     out_shape = tuple(x.shape[:-1]) + tuple(weight.shape[1:])
     if x.ndim == 0 or weight.ndim != 2 or tuple(bias.shape) not in (out_shape[-1:], out_shape):
-        raise ValueError(
-            "linear: needs x (..., in), weight (in, out), bias (out,) or (..., out), got "
-            f"{tuple(x.shape)}, {tuple(weight.shape)}, {tuple(bias.shape)}"
-        )
+        raise ValueError("linear: needs x (..., in), weight (in, out), bias (out,) or (..., out)")
     out = xp.matmul(x, weight)
     out += bias
 

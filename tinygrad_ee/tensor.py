@@ -4,9 +4,10 @@ An op is a forward function ``forward(backend, *arrays, **params)`` that returns
 ``(out_array, backward)``, where ``backward(grad_out)`` returns one gradient per
 input (or None for inputs that have none). `apply` runs the forward on the
 tensors' arrays and, when gradients are wanted, records ``(name, backward,
-inputs)`` on the result. `Tensor.backward` visits recorded tensors in reverse
-topological order, calls each ``backward`` once, sums broadcast gradients back
-to each input's shape, and accumulates into the leaves' ``.grad``.
+inputs, site)`` on the result (``site``: where user code made it, in anomaly
+mode). `Tensor.backward` visits recorded tensors in reverse topological order,
+calls each ``backward`` once, sums broadcast gradients back to each input's shape,
+and accumulates into the leaves' ``.grad``.
 """
 
 from __future__ import annotations
@@ -264,10 +265,13 @@ def apply(
     hold; the float-capable inputs must share one dtype.
     """
     if len(inputs) != len(accepts):
-        raise TypeError(f"{name}: takes {len(accepts)} inputs, got {len(inputs)}")
+        raise TypeError(
+            f"{name}: takes {len(accepts)} tensor inputs, passed by position; got {len(inputs)}"
+        )
     backend = None
     requires_grad = False
     shared_dtype = None
+    float_constant = False
     arrays = []
     for x, allowed in zip(inputs, accepts):
         if isinstance(x, Tensor):
@@ -288,16 +292,26 @@ def apply(
             if x.requires_grad:
                 requires_grad = True
             arrays.append(data)
-        elif isinstance(x, (int, float)) or isinstance(x, numbers.Real):
+        elif type(x) is float or type(x) is int:  # the common constants, checked cheaply
             arrays.append(x)
+            float_constant = float_constant or type(x) is float
+        elif isinstance(x, numbers.Real):  # NumPy scalars, bools, fractions: plain numbers
+            x = int(x) if isinstance(x, numbers.Integral) else float(x)
+            arrays.append(x)
+            float_constant = float_constant or type(x) is float
         else:
             raise _not_a_tensor(name, x)
     if backend is None:
         raise TypeError(f"{name}: at least one input must be a Tensor")
+    if float_constant and shared_dtype is not None and kinds.get(shared_dtype) == "int":
+        raise TypeError(
+            f"{name}: a float constant with an integer tensor ({_dtype_name(shared_dtype)}) "
+            "would promote it; convert the tensor with .astype() first"
+        )
     try:
         out, backward = forward(backend, *arrays, **params)
-    except (ValueError, TypeError, IndexError) as error:
-        raise _explained(error, name, arrays) from None
+    except (ValueError, TypeError, IndexError, OverflowError) as error:
+        raise _explained(error, name, arrays) from error
     site = None
     if anomaly.enabled:
         site = anomaly.creation_site()
@@ -345,7 +359,8 @@ def _explained(error: Exception, name: str, arrays: Sequence[Any]) -> Exception:
         f"{tuple(a.shape)} {_dtype_name(a.dtype)}" if hasattr(a, "shape") else repr(a)
         for a in arrays
     )
-    kind = next(k for k in (IndexError, TypeError, ValueError) if isinstance(error, k))
+    kinds = (IndexError, TypeError, ValueError, OverflowError)
+    kind = next(k for k in kinds if isinstance(error, k))
     return kind(f"{name}: {message} (inputs: {described})")
 
 
@@ -362,7 +377,7 @@ def apply_multi(forward: Callable, name: str, x: Tensor, params: dict) -> list[T
     try:
         pieces, backward = forward(x.backend, x.data, **params)
     except (ValueError, TypeError, IndexError) as error:
-        raise _explained(error, name, [x.data]) from None
+        raise _explained(error, name, [x.data]) from error
     site = None
     if anomaly.enabled:
         site = anomaly.creation_site()
@@ -438,10 +453,11 @@ def _run_backward(root: Tensor, seed: Any, retain_graph: bool) -> None:
     if root._ctx is None:  # backward() on a leaf
         _accumulate_leaf(root, seed, owned)
         return
+    root.backend.clear_backward_cache()
     try:
         _propagate(root, seed, retain_graph, checking, owned)
     finally:
-        root.backend.end_backward()
+        root.backend.clear_backward_cache()
 
 
 def _propagate(
@@ -478,7 +494,8 @@ def _propagate(
                 for index, piece in x_grad.items():
                     previous[index] = previous[index] + piece if index in previous else piece
             elif owned.get(x) is previous and previous.dtype == x_grad.dtype:
-                previous += x_grad
+                previous += x_grad  # a 0-d NumPy sum is an immutable scalar: += rebinds,
+                pending[x] = owned[x] = previous  # so store the result back either way
             else:
                 pending[x] = owned[x] = previous + x_grad
 
