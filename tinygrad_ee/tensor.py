@@ -270,7 +270,7 @@ def apply(
         )
     backend = None
     requires_grad = False
-    shared_dtype = None
+    shared_dtype = shared_allowed = None
     float_constant = False
     arrays = []
     for x, allowed in zip(inputs, accepts):
@@ -282,13 +282,16 @@ def apply(
                 kinds = backend.kinds
             elif x.backend is not backend:
                 raise _device_mismatch(name, backend, x.backend)
-            if kinds.get(dtype) not in allowed:
-                raise _wrong_dtype(name, len(arrays), dtype, allowed)
-            if "float" in allowed:
-                if shared_dtype is None:
-                    shared_dtype = dtype
-                elif dtype != shared_dtype:
-                    raise _mixed_dtypes(name, shared_dtype, dtype)
+            # Fast path: the same dtype object under the same rule as the input before
+            # (x * y of one dtype) was checked already.
+            if dtype is not shared_dtype or allowed is not shared_allowed:
+                if kinds.get(dtype) not in allowed:
+                    raise _wrong_dtype(name, len(arrays), dtype, allowed)
+                if "float" in allowed:
+                    if shared_dtype is None:
+                        shared_dtype, shared_allowed = dtype, allowed
+                    elif dtype != shared_dtype:
+                        raise _mixed_dtypes(name, shared_dtype, dtype)
             if x.requires_grad:
                 requires_grad = True
             arrays.append(data)
