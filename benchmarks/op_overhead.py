@@ -37,10 +37,17 @@ DESCRIPTIONS = {
 }
 
 
+def _positive_int(text: str) -> int:
+    from benchmarks.suite import positive_int  # the suite's argparse type, one definition
+
+    return positive_int(text)
+
+
 def median_us(fn: Callable[[], object], repeat: int, number: int = 20, sync=lambda: None) -> float:
     """Median over ``repeat`` runs of the mean time of ``number`` calls, in microseconds."""
     for _ in range(number * 5):  # warm-up
         fn()
+    sync()  # the warm-up's queued work (on a GPU) must not land in the first sample
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -117,8 +124,12 @@ def measure(device: str = "cpu", repeat: int = 2000, shape=(32, 128)) -> dict[st
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeat", type=int, default=2000)
+    parser.add_argument("--repeat", type=_positive_int, default=2000)
     args = parser.parse_args(argv)
+    try:
+        tg.get_backend(args.device)
+    except tg.DeviceError as error:
+        parser.error(str(error))
     results = measure(args.device, args.repeat)
     print(f"per-op timings on {args.device}, (32, 128) float32, median microseconds")
     for name, value in results.items():

@@ -29,9 +29,18 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from benchmarks import models
+from benchmarks.suite import positive_int
 from benchmarks.timing import Plan, measure
 
 RECORDING = {"apply", "apply_multi", "_make", "tensor_op", "__init__"}
+WALK = {
+    "backward",
+    "_run_backward",
+    "_propagate",
+    "_topological_order",
+    "_accumulate_leaf",
+    "_sum_to_shape",
+}
 ENGINE = Path(models.__file__).resolve().parents[1] / "tinygrad_ee"
 MODELS = ENGINE.parent / "models"
 
@@ -41,10 +50,14 @@ def part_of(filename: str, function: str) -> str:
     path = Path(filename)
     if path.parent == ENGINE:
         if path.name == "ops.py":
-            backward = function in ("backward", "<lambda>", "<listcomp>", "gather")
+            if function == "tensor_op":  # the wrapper @op puts around each forward
+                return "recording"
+            backward = function in ("backward", "<lambda>", "<listcomp>")
             return "op arithmetic, backward" if backward else "op arithmetic, forward"
         if path.name == "tensor.py":
-            return "recording" if function in RECORDING else "backward walk"
+            if function in RECORDING:
+                return "recording"
+            return "backward walk" if function in WALK else "engine, other"
         if path.name == "optim.py":
             return "optimiser"
         if path.name == "nn.py":
@@ -80,9 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     names = [spec.name for spec in models.model_specs()]
     parser.add_argument("--model", choices=names, default="lstm")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--steps", type=int, default=5, help="profiled steps (default 5)")
+    parser.add_argument("--steps", type=positive_int, default=5, help="profiled steps (default 5)")
     parser.add_argument("--top", type=int, default=12, help="functions listed (default 12)")
-    parser.add_argument("--blas-threads", type=int, default=1)
+    parser.add_argument("--blas-threads", type=positive_int, default=1)
     args = parser.parse_args(argv)
     with threadpool_limits(limits=args.blas_threads, user_api="blas"):
         spec = next(s for s in models.model_specs() if s.name == args.model)

@@ -72,9 +72,9 @@ def _machine_section(results: dict[str, Any]) -> list[str]:
         )
         or "not found"
     )
-    torch = (
-        "not installed" if m["torch"] is None else f"{m['torch']}, {m['torch_threads']} thread(s)"
-    )
+    torch = m["torch"] or "not installed"
+    if m["torch_threads"] is not None:
+        torch = f"{torch}, {m['torch_threads']} thread(s)"
     rows = [
         ["platform", m["platform"]],
         ["CPUs", f"{m['cpu_count']} ({m['usable_cpus']} usable by this process)"],

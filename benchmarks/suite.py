@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import gc
 import importlib
 import importlib.util
 import json
@@ -153,33 +154,45 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     outputs = [path for path in (args.json, args.markdown) if path is not None]
+    if len(outputs) == 2 and args.json.resolve() == args.markdown.resolve():
+        parser.error("--json and --markdown name the same file")
     for path in outputs:
         if path.exists() and path.is_dir():
             parser.error(f"{path} is a folder, expected a file path")
-    try:  # before the run, which takes minutes: a path that cannot be made fails now
-        for path in outputs:
+    plot_path = outputs[0].parent / "scaling.png" if outputs else None
+    try:  # before the run, which takes minutes: an output that cannot be written fails now
+        for path in [*outputs, plot_path] if outputs else []:
             path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8"):
+                pass
     except OSError as error:
-        print(f"error: cannot create the output folder: {error}", file=sys.stderr)
+        print(f"error: cannot write the results there: {error}", file=sys.stderr)
         return 1
     with threadpool_limits(limits=args.blas_threads, user_api="blas"):
         results = run(args, sys.argv[1:] if argv is None else argv)
-    plot_folder = (args.json or args.markdown).parent if outputs else None
-    try:
-        if plot_folder is not None and results["scaling"]:
-            plot_path = plot_folder / "scaling.png"
+    # Each output on its own, and the report printed whatever fails: minutes of
+    # measurements are never lost to one unwritable file.
+    failures = []
+    if plot_path is not None and results["scaling"]:
+        try:
             report.plot_scaling(results["scaling"], plot_path)
             results["plot"] = str(plot_path)
-        markdown = report.markdown(results, relative_to=args.markdown)
-        if args.json is not None:
-            args.json.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n", "utf-8")
-        if args.markdown is not None:
-            args.markdown.write_text(markdown, "utf-8")
-    except OSError as error:
-        print(f"error: cannot write the results: {error}", file=sys.stderr)
-        return 1
+        except OSError as error:
+            failures.append(f"the plot: {error}")
+    markdown = report.markdown(results, relative_to=args.markdown)
     print(markdown)
-    return 0
+    for path, text in (
+        (args.json, lambda: json.dumps(results, indent=2) + "\n"),
+        (args.markdown, lambda: markdown),
+    ):
+        if path is not None:
+            try:
+                path.write_text(text(), "utf-8")
+            except OSError as error:
+                failures.append(f"{path}: {error}")
+    for failure in failures:
+        print(f"error: cannot write {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
@@ -190,32 +203,44 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     device), ``op_overhead`` (rows of device, name, what, us), ``plot`` (the path of
     ``scaling.png``, filled in by `main`), and the ``settings`` and ``command`` used.
     """
-    devices = list(dict.fromkeys(args.device or DEFAULT_DEVICES))  # in order, once each
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     dtypes = list(dict.fromkeys(args.dtype or DTYPES))
-    available, skipped = check_devices(devices)
+    devices, available, skipped = check_devices(args.device or list(DEFAULT_DEVICES))
     load_at_start = _load_average()
     torch = None if args.no_torch else torch_reference.load_torch()
     previous_torch_threads = torch.get_num_threads() if torch is not None else None
     if torch is not None:
         torch.set_num_threads(args.blas_threads)  # the same thread budget on both sides
+    # torch leaves many Python objects behind; freezing them keeps the collector's full
+    # passes, which would land inside the engine's timed steps, as cheap as without torch.
+    gc.collect()
+    gc.freeze()
+    model_rows, sweeps, op_rows = [], [], []
     try:
-        model_rows = [
-            row
-            for device in available
-            for dtype in dtypes
-            for row in _model_rows(args, device, dtype)
-        ]
-        sweeps = [_sweep(args, device) for device in available]
-        op_rows = [row for device in available for row in _op_rows(args, device)]
+        for device in list(available):
+            try:  # a device that fails midway is reported; the others' figures stay
+                rows = [row for dtype in dtypes for row in _model_rows(args, device, dtype)]
+                sweep, ops = _sweep(args, device), _op_rows(args, device)
+            except Exception as error:
+                available.remove(device)
+                skipped[device] = f"failed while measuring: {type(error).__name__}: {error}"
+                _progress(f"{device}: {skipped[device]}")
+                continue
+            model_rows += rows
+            sweeps.append(sweep)
+            op_rows += ops
         machine = machine_info(args.blas_threads, torch)
+        if args.no_torch:
+            machine["torch"] = NO_TORCH_OPTION
         # Other processes on the machine slow every figure down: say how busy it was.
         machine["load_average"] = {"start": load_at_start, "end": _load_average()}
     finally:
+        gc.unfreeze()
         if torch is not None:
             torch.set_num_threads(previous_torch_threads)
     return {
         "schema_version": 1,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": created,
         "command": shlex.join(["python", "-m", "benchmarks", *argv]),
         "settings": {
             "devices": devices,
@@ -285,17 +310,29 @@ def _progress(message: str) -> None:
     print(f"[benchmarks] {message}", file=sys.stderr, flush=True)
 
 
-def check_devices(devices: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Split ``devices`` into those the engine can use here and {device: why not}."""
-    available, skipped = [], {}
-    for device in devices:
+def check_devices(requested: list[str]) -> tuple[list[str], list[str], dict[str, str]]:
+    """(devices, available, {device: why not}): the requested devices under their
+    canonical names ("cuda" is "cuda:0"), once each and in order, split into those the
+    engine can use here and those skipped. One GPU per run: the engine drives one GPU
+    per process, so a second CUDA device is skipped with that reason."""
+    devices, available, skipped = [], [], {}
+    for device in requested:
         try:
-            tg.get_backend(device)
+            name = tg.get_backend(device).device
         except tg.DeviceError as error:
-            skipped[device] = str(error)
+            name, reason = device, str(error)
         else:
-            available.append(device)
-    return available, skipped
+            reason = None
+            if name.startswith("cuda") and any(d.startswith("cuda") for d in available):
+                reason = "one GPU per run (the engine drives one GPU per process): run again"
+        if name in devices:
+            continue
+        devices.append(name)
+        if reason is None:
+            available.append(name)
+        else:
+            skipped[name] = reason
+    return devices, available, skipped
 
 
 def device_name(device: str) -> str:
@@ -334,9 +371,7 @@ def model_row(
 
     torch_reason = torch_skipped or torch_reference.unavailable_reason(device)
     torch_sync = synchronizer(device, "torch") if torch_reason is None else no_sync
-    nn_reason = torch_reason
-    if nn_reason is None and not torch_reference.has_variant(case, "nn"):
-        nn_reason = NO_NN_VARIANT
+    nn_reason = NO_NN_VARIANT if not torch_reference.has_variant(case, "nn") else torch_reason
     return {
         "device": device,
         "dtype": dtype,

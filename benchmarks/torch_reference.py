@@ -46,7 +46,7 @@ def load_torch() -> Any | None:
     imports it; tests replace this function to simulate a machine without torch)."""
     try:
         return importlib.import_module("torch")
-    except ImportError:
+    except Exception:  # not installed, or installed but broken (OSError from its libraries)
         return None
 
 

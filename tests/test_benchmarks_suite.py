@@ -101,7 +101,11 @@ def test_every_model_row_has_every_field(quick_run):
         _check_reference(row["hand"], None)
         _check_reference(row["torch"], torch_reason)
         recurrent = row["model"] in models.RECURRENT_CELLS
-        _check_reference(row["torch_nn"], torch_reason or (None if recurrent else "recurrent"))
+        _check_reference(row["torch_nn"], torch_reason if recurrent else "recurrent")
+        for name in ("hand", "torch", "torch_nn"):  # engine / reference, not the other way
+            if row[name]["step"] is not None:
+                expected = row["engine"]["step"]["median_ms"] / row[name]["step"]["median_ms"]
+                assert row[name]["step_ratio"] == pytest.approx(expected)
 
 
 def test_unavailable_cuda_is_listed_as_skipped_with_the_reason(quick_run):
@@ -177,6 +181,7 @@ def test_command_line_quick_run(tmp_path):
     cpu_rows = [row for row in results["models"] if row["device"] == "cpu"]
     assert [row["model"] for row in cpu_rows] == MODEL_NAMES
     assert all(row["torch"]["reason"] == suite.NO_TORCH_OPTION for row in cpu_rows)
+    assert results["machine"]["torch"] == suite.NO_TORCH_OPTION  # left out, not missing
     assert (out / "scaling.png").exists() and (out / "results.md").exists()
     assert done.stdout == (out / "results.md").read_text("utf-8") + "\n"  # print() adds one
 
@@ -222,3 +227,37 @@ def test_without_torch_the_rows_say_so(monkeypatch, tmp_path):
     _check_reference(row["torch"], "torch not installed")
     _check_reference(row["torch_nn"], "torch not installed")
     assert suite.machine_info(1, None)["torch"] is None
+
+
+def test_an_unwritable_output_fails_before_measuring(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", "utf-8")
+    monkeypatch.setattr(suite, "run", lambda *a: pytest.fail("measured before checking"))
+    status = suite.main(["--quick", "--json", str(blocker / "results.json")])
+    assert status == 1
+    assert "error: cannot write the results there" in capsys.readouterr().err
+
+
+def test_a_failed_write_after_the_run_still_prints_and_writes_the_rest(tmp_path, monkeypatch):
+    def broken_plot(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(suite.report, "plot_scaling", broken_plot)
+    status = suite.main(
+        ["--quick", "--no-torch", "--dtype", "float32", "--device", "cpu"]
+        + ["--json", str(tmp_path / "results.json")]
+    )
+    assert status == 1
+    results = json.loads((tmp_path / "results.json").read_text("utf-8"))
+    assert results["models"] and results["plot"] is None  # the figures were kept
+
+
+def test_a_device_that_fails_midway_is_skipped_and_the_others_kept(monkeypatch):
+    def failing_rows(args, device, dtype):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(suite, "_model_rows", failing_rows)
+    args = suite.build_parser().parse_args(["--quick", "--no-torch", "--device", "cpu"])
+    results = suite.run(args, [])
+    assert results["models"] == [] and results["devices"][0]["available"] is False
+    assert "RuntimeError: out of memory" in results["skipped_devices"][0]["reason"]
