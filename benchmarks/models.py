@@ -1,34 +1,24 @@
-"""One training step of each model: the engine against the hand-derived NumPy step.
+"""The benchmarked models and how the engine and the hand-derived reference run them.
 
-    python -m benchmarks.models [--dtype float32 --dtype float64] [--repeat 20] [--quick]
-
-Each step is forward + backward + SGD-momentum update, at SPEC.md's sizes:
-autoencoder 256-64-256 batch 32; language model (D, P) = (32, 256) batch 200;
-RNN/LSTM/GRU classifiers with hidden 128, T = 150, batch 32. Both sides start from
-the same parameters and see the same data. Reported: median milliseconds per step
-and the ratio engine / hand-derived (lower is better; 1.0 means no overhead).
-Then the LSTM step at T = 50, 150, 300, to show that back-propagation through time
-grows linearly in T.
-
-This module also defines the benchmarked models for ``python -m benchmarks``
-(`model_specs`, `make_case`) and how the engine and the hand-derived reference run
-them (`engine_callables`, `hand_callables`); ``benchmarks/torch_reference.py`` runs the
-same cases in PyTorch.
+Each model at SPEC.md's sizes (`model_specs`): autoencoder 256-64-256 batch 32;
+language model (D, P) = (32, 256) batch 200; RNN/LSTM/GRU classifiers with hidden 128,
+T = 150, batch 32. `make_case` fixes its parameters and one batch of data, so that every
+side starts from the same state; `engine_callables` and `hand_callables` give each
+side's training step (forward + backward + SGD-momentum update) and inference pass.
+``benchmarks/torch_reference.py`` runs the same cases in PyTorch, and
+``python -m benchmarks`` times them all.
 """
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 import tinygrad_ee as tg
 from benchmarks import reference
-from benchmarks.timing import median_ms
 from models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
 from tinygrad_ee import nn, optim
 
@@ -248,98 +238,3 @@ def hand_callables(case: Case) -> Runners:
         lambda: reference.recurrent_step(spec.name, params, optimizer, data["x"], data["targets"]),
         lambda: reference.recurrent_logits(spec.name, params, data["x"]),
     )
-
-
-# --------------------------------------------------------------------------- the older CLI
-
-
-def cases(
-    dtype: str, steps: int, rng: np.random.Generator
-) -> Iterator[tuple[str, Callable, Callable]]:
-    """(label, engine step, hand-derived step) for every model, from shared parameters."""
-    for spec in model_specs(steps=steps):
-        case = make_case(spec, dtype, rng)
-        yield spec.label, engine_callables(case).step, hand_callables(case).step
-
-
-def run(dtypes: list[str], repeat: int, quick: bool) -> list[dict]:
-    rows = []
-    for dtype in dtypes:
-        for name, engine, hand in cases(dtype, 20 if quick else 150, np.random.default_rng(0)):
-            engine_ms = median_ms(engine, repeat)
-            hand_ms = median_ms(hand, repeat)
-            rows.append(
-                {
-                    "model": name,
-                    "dtype": dtype,
-                    "engine_ms": engine_ms,
-                    "hand_ms": hand_ms,
-                    "ratio": engine_ms / hand_ms,
-                }
-            )
-    return rows
-
-
-def bptt_scaling(lengths: list[int], repeat: int, dtype: str = "float64") -> list[dict]:
-    """LSTM step time against T: linear growth means constant milliseconds per step.
-
-    float64 by default: in float32 the gradients flowing back through 300 steps of an
-    untrained LSTM decay into subnormal numbers, whose arithmetic is many times slower
-    on x86 (the hand-derived step slows down the same way), which hides the scaling.
-    """
-    from benchmarks import scaling  # scaling builds its models with this module
-    from benchmarks.timing import Plan
-
-    rows = []
-    for steps in lengths:
-        point = scaling.measure_point("cpu", dtype, steps, 32, 128, Plan(repeats=repeat), 1)
-        ms = point["step"]["median_ms"]
-        rows.append(
-            {
-                "T": steps,
-                "engine_ms": ms,
-                "ms_per_time_step": ms / steps,
-                "peak_mb": point["peak_mb"],
-            }
-        )
-    return rows
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dtype", action="append", choices=["float32", "float64"])
-    parser.add_argument("--repeat", type=int, default=15)
-    parser.add_argument("--quick", action="store_true", help="T=20 and few repetitions")
-    parser.add_argument(
-        "--blas-threads",
-        type=int,
-        default=1,
-        help="BLAS threads (default 1: these products are small, and threads that must share "
-        "busy cores make each one many times slower)",
-    )
-    args = parser.parse_args(argv)
-    with threadpool_limits(limits=args.blas_threads, user_api="blas"):
-        _report(args)
-
-
-def _report(args: argparse.Namespace) -> None:
-    repeat = 3 if args.quick else args.repeat
-    print("| model | dtype | engine ms | hand-derived ms | engine / hand |")
-    print("|---|---|---:|---:|---:|")
-    for row in run(args.dtype or ["float32", "float64"], repeat, args.quick):
-        print(
-            f"| {row['model']} | {row['dtype']} | {row['engine_ms']:.2f} | "
-            f"{row['hand_ms']:.2f} | {row['ratio']:.2f} |"
-        )
-    print()
-    print("| LSTM T (float64) | engine ms per training step | ms per time step | peak MiB |")
-    print("|---:|---:|---:|---:|")
-    for row in bptt_scaling([10, 20] if args.quick else [50, 150, 300], repeat):
-        print(
-            f"| {row['T']} | {row['engine_ms']:.1f} | {row['ms_per_time_step']:.3f} "
-            f"| {row['peak_mb']:.1f} |"
-        )
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,5 @@
 """Hand-derived NumPy reference for one training step of each model in SPEC.md.
 
-    python -m benchmarks.reference [--dtype float32] [--repeat 20]
-
 Every function here is forward + backward written out by hand, with no autograd, so it
 serves two purposes: a *correctness* reference for the engine's models (same parameter
 names and layouts, same loss) and a *speed* reference (what plain NumPy manages for the
@@ -21,18 +19,15 @@ Notation in comments: ``dX`` is dJ/dX for the scalar loss J.
 Timing note: the recurrent steps are ~150 small (32 x 128 x G 128) matmuls each way. With a
 multi-threaded BLAS on a machine whose cores are busy with anything else, those calls can
 become 10-40x slower (measured: LSTM step 60 ms -> 2.2 s on 2 shared cores). For stable
-figures pin the BLAS to one thread, e.g. ``OPENBLAS_NUM_THREADS=1 python -m benchmarks.reference``.
+figures pin the BLAS to one thread (``python -m benchmarks`` does, by default).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable
 
 import numpy as np
-
-from benchmarks.timing import median_ms
 
 Params = dict[str, np.ndarray]
 
@@ -586,54 +581,3 @@ def recurrent_step(
     loss, grads = recurrent_loss_and_grads(cell, params, x, targets)
     optimizer.step(params, grads)
     return loss
-
-
-# --------------------------------------------------------------------------- benchmark
-
-
-def measure(dtype=np.float32, repeat: int = 20, steps: int = 150) -> dict[str, float]:
-    """Median milliseconds per training step at SPEC's default sizes and hyper-parameters."""
-    rng = np.random.default_rng(0)
-    out = {}
-
-    ae = init_autoencoder(64, rng, dtype)
-    x = rng.uniform(0.1, 0.9, size=(32, 256)).astype(dtype)
-    opt = SGDMomentum(0.075, 0.85)
-    out["autoencoder H=64 N=32"] = median_ms(
-        lambda: autoencoder_step(ae, opt, x, 5e-4, 2.0, 0.025), repeat
-    )
-
-    for dim, hid in ((32, 256), (16, 128), (8, 64)):
-        lm = init_language_model(250, dim, hid, rng, dtype)
-        context = rng.integers(0, 250, size=(200, 3))
-        targets = rng.integers(0, 250, size=200)
-        opt = SGDMomentum(0.15, 0.85)
-        out[f"language model D={dim} P={hid} N=200"] = median_ms(
-            lambda lm=lm, c=context, y=targets, o=opt: language_model_step(lm, o, c, y), repeat
-        )
-
-    xs = rng.normal(size=(32, steps, 3)).astype(dtype)
-    ys = rng.integers(0, 6, size=32)
-    for cell in RECURRENT_CELLS:
-        rp = init_recurrent(cell, 3, 128, 6, rng, dtype)
-        opt = SGDMomentum(0.1, 0.85)
-        out[f"{cell} H=128 T={steps} B=32"] = median_ms(
-            lambda c=cell, p=rp, o=opt: recurrent_step(c, p, o, xs, ys), max(3, repeat // 4)
-        )
-    return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=150, help="T for the recurrent models")
-    args = parser.parse_args(argv)
-    results = measure(np.dtype(args.dtype), args.repeat, args.steps)
-    print(f"hand-derived NumPy, one training step, {args.dtype} (median ms):")
-    for name, ms in results.items():
-        print(f"  {name:40s} {ms:9.3f}")
-
-
-if __name__ == "__main__":
-    main()

@@ -109,9 +109,3 @@ def measure(fn: Callable[[], object], plan: Plan = DEFAULT_PLAN, sync: Sync = no
         sync()
         times.append((time.perf_counter() - start) * 1e3)
     return Timing(statistics.median(times), min(times), max(times), len(times))
-
-
-def median_ms(step: Callable[[], object], repeat: int, warmup: int = 2) -> float:
-    """Median wall time of ``step()`` in milliseconds, after ``warmup`` untimed calls
-    (the first calls allocate buffers and start BLAS threads). CPU only."""
-    return measure(step, Plan(warmup=warmup, repeats=repeat)).median_ms

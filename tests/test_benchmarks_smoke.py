@@ -1,6 +1,5 @@
 """The benchmark scripts still run (smoke tests: no test here asserts a time)."""
 
-from benchmarks import models as model_benchmarks
 from benchmarks import op_overhead
 
 
@@ -10,12 +9,6 @@ def test_op_overhead_reports_every_figure():
         results
     )
     assert all(value == value for value in results.values())  # no NaN
-
-
-def test_model_benchmark_runs_and_scaling_has_every_length():
-    rows = model_benchmarks.bptt_scaling([2, 3], repeat=1)
-    assert [row["T"] for row in rows] == [2, 3]
-    assert all(row["engine_ms"] > 0 and row["peak_mb"] > 0 for row in rows)
 
 
 def test_profile_sorts_every_engine_function_into_a_part():
