@@ -6,7 +6,8 @@
 For each available device and dtype, and each model at SPEC.md's sizes (see
 `benchmarks.models.model_specs`): the wall time of one training step (forward,
 backward, SGD-momentum update) and of one inference pass (forward under
-``tinygrad_ee.no_grad()``), as median, min and max over the repeats after warm-up.
+``tinygrad_ee.no_grad()``), as median, min and max over the repeats after warm-up
+(as many as fit in a time budget for the engine; each reference then makes as many).
 Beside it, in the same run, the references and the ratios engine / reference (< 1:
 the engine is faster): the hand-derived NumPy step (`benchmarks.reference`, CPU only)
 and, when PyTorch is installed, torch eager from elementary ops and (recurrent models)
@@ -364,10 +365,15 @@ def model_row(
     case = models.make_case(spec, dtype)
     engine = _time_both(models.engine_callables(case, device), plan, synchronizer(device))
 
+    # Each side trains its own copy of the model on one batch: with the same number of
+    # calls, every side is timed over the same stretch of training (a model further
+    # along can run into slower arithmetic, e.g. float32 subnormals).
+    counts = {name: timing.repeats for name, timing in engine.items()}
+
     def reference(make: Callable[[], models.Runners], sync: Sync, reason: str | None) -> dict:
         if reason is not None:
             return _reference_entry(engine, None, reason)
-        return _reference_entry(engine, _time_both(make(), plan, sync), None)
+        return _reference_entry(engine, _time_both(make(), plan, sync, counts), None)
 
     torch_reason = torch_skipped or torch_reference.unavailable_reason(device)
     torch_sync = synchronizer(device, "torch") if torch_reason is None else no_sync
@@ -393,10 +399,17 @@ def model_row(
     }
 
 
-def _time_both(runners: models.Runners, plan: Plan, sync: Sync) -> dict[str, Timing]:
+def _time_both(
+    runners: models.Runners, plan: Plan, sync: Sync, counts: dict[str, int] | None = None
+) -> dict[str, Timing]:
+    """Time the step and the inference pass; ``counts`` fixes their numbers of calls."""
+
+    def plan_for(name: str) -> Plan:
+        return plan if counts is None else dataclasses.replace(plan, repeats=counts[name])
+
     return {
-        "step": measure(runners.step, plan, sync),
-        "inference": measure(runners.infer, plan, sync),
+        "step": measure(runners.step, plan_for("step"), sync),
+        "inference": measure(runners.infer, plan_for("inference"), sync),
     }
 
 

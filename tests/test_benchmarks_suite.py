@@ -261,3 +261,13 @@ def test_a_device_that_fails_midway_is_skipped_and_the_others_kept(monkeypatch):
     results = suite.run(args, [])
     assert results["models"] == [] and results["devices"][0]["available"] is False
     assert "RuntimeError: out of memory" in results["skipped_devices"][0]["reason"]
+
+
+def test_every_side_makes_as_many_calls_as_the_engine():
+    """Each side trains its own copy: equal call counts keep them at the same stage of
+    training. With a time budget the faster side would otherwise make more calls."""
+    spec = models.recurrent_spec("gru", **suite.QUICK_RECURRENT)
+    plan = Plan(warmup=1, min_repeats=2, max_repeats=200, budget_s=0.05)
+    row = suite.model_row(spec, "float64", "cpu", plan, torch_skipped="not here")
+    for name in ("step", "inference"):
+        assert row["hand"][name]["repeats"] == row["engine"][name]["repeats"]
