@@ -20,6 +20,7 @@ import numpy as np
 
 import tinygrad_ee as tg
 from benchmarks.timing import synchronizer
+from tasks.options import positive_int
 
 # What each figure of `measure` is, for reports.
 DESCRIPTIONS = {
@@ -35,12 +36,6 @@ DESCRIPTIONS = {
     "forward_backward_overhead_one_op": "overhead: forward + backward of one op",
     "forward_backward_overhead_per_chain_op": "overhead: forward + backward per op in a chain",
 }
-
-
-def _positive_int(text: str) -> int:
-    from benchmarks.suite import positive_int  # the suite's argparse type, one definition
-
-    return positive_int(text)
 
 
 def median_us(fn: Callable[[], object], repeat: int, number: int = 20, sync=lambda: None) -> float:
@@ -124,7 +119,7 @@ def measure(device: str = "cpu", repeat: int = 2000, shape=(32, 128)) -> dict[st
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeat", type=_positive_int, default=2000)
+    parser.add_argument("--repeat", type=positive_int, default=2000)
     args = parser.parse_args(argv)
     try:
         tg.get_backend(args.device)

@@ -29,8 +29,8 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from benchmarks import models
-from benchmarks.suite import positive_int
 from benchmarks.timing import Plan, measure
+from tasks.options import positive_int
 
 RECORDING = {"apply", "apply_multi", "_make", "tensor_op", "__init__"}
 WALK = {

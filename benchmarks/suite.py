@@ -45,6 +45,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import tinygrad_ee as tg
 from benchmarks import models, op_overhead, report, scaling, torch_reference
 from benchmarks.timing import Plan, Sync, Timing, cuda_index, measure, no_sync, synchronizer
+from tasks.options import positive_int
 
 DTYPES = ("float32", "float64")
 DEFAULT_DEVICES = ("cpu", "cuda")
@@ -70,16 +71,6 @@ def device_argument(text: str) -> str:
             f"unknown device {text!r}: expected 'cpu', 'cuda' or 'cuda:N'"
         )
     return text
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

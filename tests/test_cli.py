@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from tasks_cli import ROOT, run_cli
 
 import tinygrad_ee as tg
 from models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
@@ -18,7 +19,6 @@ from tasks.data import preprocess_patches
 from tasks.default_data import default_activity, default_ngrams, default_patches
 from tasks.training import quick_subset
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMON_KEYS = {
     "experiment",
     "seconds",
@@ -30,16 +30,6 @@ COMMON_KEYS = {
     "figures",
     "checkpoints",
 }
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tasks", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ files, and equal per-epoch losses.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -18,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tasks_cli import ROOT, run_cli
 
 from tasks.__main__ import build_parser, main
 from tasks.checkpoint import read_arrays, read_training_checkpoint
 from tasks.training import KILL_AT_VARIABLE, KILL_SIGNAL_VARIABLE
 
-ROOT = Path(__file__).resolve().parents[1]
 # 288 training series in batches of 32: 9 batches per epoch, 3 epochs, about a second.
 ACTIVITY = [
     "activity",
@@ -40,17 +39,6 @@ ACTIVITY = [
 ]
 BATCHES = 9
 AUTOENCODER = ["autoencoder", "--quick", "--no-sweep", "--no-progress"]
-
-
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tasks", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def killed_at(point: str, signal_name: str = "KILL") -> dict:

@@ -21,6 +21,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from .backend import describe_arrays
+
 enabled = False  # read by tensor.apply on every op; only detect_anomaly() sets it
 
 _ENGINE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -72,14 +74,6 @@ def _bad_values(xp: Any, array: Any) -> str | None:
     return " and ".join(word for word, found in (("nan", has_nan), ("inf", has_inf)) if found)
 
 
-def _describe(arrays: Any) -> str:
-    """ "(2, 3) float32, 0.5": shapes and dtypes (dtype names without a library prefix)."""
-    return ", ".join(
-        f"{tuple(a.shape)} {str(a.dtype).rsplit('.', 1)[-1]}" if hasattr(a, "shape") else repr(a)
-        for a in arrays
-    )
-
-
 def check_forward(xp: Any, name: str, outputs: list, arrays: list, site: str) -> None:
     """Raise if an op was given, or made, a NaN/inf. Inputs are checked too: an op such
     as relu or where can hide a NaN that came in with the data."""
@@ -87,7 +81,7 @@ def check_forward(xp: Any, name: str, outputs: list, arrays: list, site: str) ->
         bad = _bad_values(xp, array)
         if bad is not None:
             raise AnomalyError(
-                f"{name} was given {bad} in its input {index} (inputs: {_describe(arrays)}), "
+                f"{name} was given {bad} in its input {index} (inputs: {describe_arrays(arrays)}), "
                 f"at {site}; no op run in anomaly mode made it: look at the data, or at "
                 "what was computed before detect_anomaly()"
             )
@@ -96,7 +90,7 @@ def check_forward(xp: Any, name: str, outputs: list, arrays: list, site: str) ->
         if bad is not None:
             raise AnomalyError(
                 f"{name} produced {bad} from finite inputs in its forward pass "
-                f"(inputs: {_describe(arrays)}), at {site}"
+                f"(inputs: {describe_arrays(arrays)}), at {site}"
             )
 
 
@@ -107,7 +101,7 @@ def check_backward(xp: Any, name: str, grads: Any, grad_out: Any, inputs: Any, s
         bad = _bad_values(xp, grad)
         if bad is None or not getattr(x, "requires_grad", False):
             continue
-        shapes = _describe([getattr(x, "data", x) for x in inputs])
+        shapes = describe_arrays([getattr(x, "data", x) for x in inputs])
         # A split/unbind hub receives {output index: gradient}, not one array.
         incoming = list(grad_out.values()) if isinstance(grad_out, dict) else [grad_out]
         state = "finite" if all(_bad_values(xp, g) is None for g in incoming) else "non-finite"

@@ -37,6 +37,19 @@ class DeviceError(RuntimeError):
     """A device string that cannot be served, or tensors on different devices."""
 
 
+def dtype_name(dtype: Any) -> str:
+    """A dtype's plain name on any backend: array_api_strict.float32 -> "float32"."""
+    return str(dtype).rsplit(".", 1)[-1]
+
+
+def describe_arrays(arrays: Any) -> str:
+    """ "(2, 3) float32, 0.5": an op's inputs for error messages (numbers as they are)."""
+    return ", ".join(
+        f"{tuple(a.shape)} {dtype_name(a.dtype)}" if hasattr(a, "shape") else repr(a)
+        for a in arrays
+    )
+
+
 def host_array(data: Any, float32: bool = True) -> Any:
     """Data for a Tensor, checked: Python numbers or (nested) lists become a NumPy array
     (Python floats as float32 when ``float32``); NumPy arrays must hold numbers or bools;

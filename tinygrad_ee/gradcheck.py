@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np  # host-side arithmetic on copies, never tensor data
 
+from .backend import dtype_name
 from .tensor import Tensor, no_grad
 
 
@@ -49,7 +50,7 @@ def gradcheck(
     if not checked:
         raise ValueError("gradcheck: no input has requires_grad=True, nothing to check")
     for i in checked:
-        if str(inputs[i].dtype).rsplit(".", 1)[-1] != "float64":
+        if dtype_name(inputs[i].dtype) != "float64":
             raise TypeError(
                 f"gradcheck: input {i} is {inputs[i].dtype}; use float64 "
                 "(float32 finite differences are too coarse to trust)"

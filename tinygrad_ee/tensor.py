@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from . import anomaly
-from .backend import Backend, DeviceError, get_backend, host_array
+from .backend import Backend, DeviceError, describe_arrays, dtype_name, get_backend, host_array
 
 _grad_enabled = True
 _next_seq = itertools.count().__next__
@@ -82,7 +82,7 @@ class Tensor:
         array = backend.asarray(data, dtype=dtype)
         if array.dtype not in backend.kinds:
             raise TypeError(
-                f"Tensor: data must be numbers or bools, got dtype {_dtype_name(array.dtype)}"
+                f"Tensor: data must be numbers or bools, got dtype {dtype_name(array.dtype)}"
             )
         self.data = array
         self.backend = backend
@@ -203,14 +203,14 @@ class Tensor:
                 seed = grad.data
                 if seed.dtype != self.data.dtype:
                     raise TypeError(
-                        f"backward() gradient has dtype {_dtype_name(seed.dtype)}, expected "
-                        f"{_dtype_name(self.data.dtype)} (the tensor's dtype)"
+                        f"backward() gradient has dtype {dtype_name(seed.dtype)}, expected "
+                        f"{dtype_name(self.data.dtype)} (the tensor's dtype)"
                     )
             else:
                 seed = self.backend.asarray(host_array(grad, float32=False))
                 if self.backend.kinds.get(seed.dtype) != "float":
                     raise TypeError(
-                        f"backward() gradient must hold floats, got dtype {_dtype_name(seed.dtype)}"
+                        f"backward() gradient must hold floats, got dtype {dtype_name(seed.dtype)}"
                     )
                 if seed.dtype != self.data.dtype:
                     seed = self.backend.xp.astype(seed, self.data.dtype)
@@ -295,25 +295,23 @@ def apply(
             if x.requires_grad:
                 requires_grad = True
             arrays.append(data)
-        elif type(x) is float or type(x) is int:  # the common constants, checked cheaply
-            arrays.append(x)
+        else:  # a constant: Python int or float (NumPy scalars, bools, fractions become one)
+            if type(x) is not float and type(x) is not int:
+                if not isinstance(x, numbers.Real):
+                    raise _not_a_tensor(name, x)
+                x = int(x) if isinstance(x, numbers.Integral) else float(x)
             float_constant = float_constant or type(x) is float
-        elif isinstance(x, numbers.Real):  # NumPy scalars, bools, fractions: plain numbers
-            x = int(x) if isinstance(x, numbers.Integral) else float(x)
             arrays.append(x)
-            float_constant = float_constant or type(x) is float
-        else:
-            raise _not_a_tensor(name, x)
     if backend is None:
         raise TypeError(f"{name}: at least one input must be a Tensor")
     if float_constant and shared_dtype is not None and kinds.get(shared_dtype) == "int":
         raise TypeError(
-            f"{name}: a float constant with an integer tensor ({_dtype_name(shared_dtype)}) "
+            f"{name}: a float constant with an integer tensor ({dtype_name(shared_dtype)}) "
             "would promote it; convert the tensor with .astype() first"
         )
     try:
         out, backward = forward(backend, *arrays, **params)
-    except (ValueError, TypeError, IndexError, OverflowError) as error:
+    except _LIBRARY_ERRORS as error:
         raise _explained(error, name, arrays) from error
     site = None
     if anomaly.enabled:
@@ -327,24 +325,25 @@ def apply(
     return result
 
 
-def _dtype_name(dtype: Any) -> str:
-    return str(dtype).rsplit(".", 1)[-1]  # array_api_strict.float32 -> float32
+# What an array library raises for a bad call; re-raised naming the op (most specific
+# first: NumPy's AxisError is both an IndexError and a ValueError).
+_LIBRARY_ERRORS = (IndexError, TypeError, ValueError, OverflowError)
 
 
 def _wrong_dtype(name: str, index: int, dtype: Any, allowed: frozenset) -> TypeError:
     if allowed == {"int"}:
-        return TypeError(f"{name}: indices must be integers, got dtype {_dtype_name(dtype)}")
+        return TypeError(f"{name}: indices must be integers, got dtype {dtype_name(dtype)}")
     wanted = " or ".join(sorted(allowed))
     hint = "; convert it with .astype('float32')" if "float" in allowed else ""
     return TypeError(
-        f"{name}: input {index} must hold {wanted} values, got dtype {_dtype_name(dtype)}{hint}"
+        f"{name}: input {index} must hold {wanted} values, got dtype {dtype_name(dtype)}{hint}"
     )
 
 
 def _mixed_dtypes(name: str, first: Any, second: Any) -> TypeError:
     return TypeError(
-        f"{name}: inputs have different dtypes, {_dtype_name(first)} and "
-        f"{_dtype_name(second)}; convert one with .astype() (no silent promotion)"
+        f"{name}: inputs have different dtypes, {dtype_name(first)} and "
+        f"{dtype_name(second)}; convert one with .astype() (no silent promotion)"
     )
 
 
@@ -358,13 +357,8 @@ def _not_a_tensor(name: str, value: Any) -> TypeError:
 def _explained(error: Exception, name: str, arrays: Sequence[Any]) -> Exception:
     """An array library's error, re-raised with the op's name and its inputs' shapes."""
     message = str(error).removeprefix(f"{name}: ")  # the op's own checks name it already
-    described = ", ".join(
-        f"{tuple(a.shape)} {_dtype_name(a.dtype)}" if hasattr(a, "shape") else repr(a)
-        for a in arrays
-    )
-    kinds = (IndexError, TypeError, ValueError, OverflowError)
-    kind = next(k for k in kinds if isinstance(error, k))
-    return kind(f"{name}: {message} (inputs: {described})")
+    kind = next(k for k in _LIBRARY_ERRORS if isinstance(error, k))
+    return kind(f"{name}: {message} (inputs: {describe_arrays(arrays)})")
 
 
 def apply_multi(forward: Callable, name: str, x: Tensor, params: dict) -> list[Tensor]:
@@ -379,7 +373,7 @@ def apply_multi(forward: Callable, name: str, x: Tensor, params: dict) -> list[T
         raise _not_a_tensor(name, x)
     try:
         pieces, backward = forward(x.backend, x.data, **params)
-    except (ValueError, TypeError, IndexError) as error:
+    except _LIBRARY_ERRORS as error:
         raise _explained(error, name, [x.data]) from error
     site = None
     if anomaly.enabled:
