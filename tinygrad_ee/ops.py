@@ -205,7 +205,14 @@ def pow(be, x, y):
     out = x**y
 
     def backward(g):
-        gx = None if isinstance(x, (int, float)) else g * y * x ** (y - 1)
+        # d/dx x^y = y x^(y-1), which is 0 where y = 0 even at x = 0 (not 0 * inf = nan):
+        # the exponent y - 1 is taken as 0 there, so nothing divides by zero.
+        if isinstance(x, (int, float)):
+            gx = None
+        elif isinstance(y, (int, float)):
+            gx = be.xp.zeros_like(g) if y == 0 else g * y * x ** (y - 1)
+        else:
+            gx = g * y * x ** (be.xp.where(y == 0, 1.0, y) - 1)
         if isinstance(y, (int, float)):
             return gx, None
         if isinstance(x, (int, float)):
@@ -244,29 +251,97 @@ def abs(be, x):
     return be.xp.abs(x), lambda g: (g * be.xp.sign(x),)
 
 
+def _exp_neg_abs(xp: Any, x: Any) -> Any:
+    """exp(-|x|), in [0, 1]: the one exponential the logistic functions need. It never
+    overflows, and -|x| is exact (no rounding in the argument)."""
+    e = xp.abs(x)
+    e *= -1  # in place on an array made here
+    return xp.exp(e)
+
+
+def _sigmoid_from(xp: Any, e: Any, nonnegative: Any) -> tuple[Any, Any]:
+    """(sigmoid(y), r = 1 / (1 + e)) from e = exp(-|y|) and the mask where y >= 0.
+
+    sigmoid(y) = e^min(y, 0) r: r where y >= 0, e r below, each at full relative
+    precision. e^min(y, 0), 1 or e, is computed as max(e, mask): where() branches per
+    element, which is 3 to 6 times slower when the signs are mixed."""
+    r = 1 / (1 + e)
+    out = xp.maximum(e, xp.astype(nonnegative, e.dtype))
+    out *= r
+    return out, r
+
+
 @op(REAL, kind="unary", dtypes="float")
 def tanh(be, x):
     """Hyperbolic tangent."""
-    out = be.xp.tanh(x)
+
+    xp = be.xp
 
     def backward(g):
-        slope = 1 - out * out
-        slope *= g  # in place on an array made here: one temporary fewer
+        # 1 - tanh(x)^2 = 4 e / (1 + e)^2 with e = exp(-2|x|): full relative precision
+        # where tanh(x) rounds to +-1, unlike 1 - out * out (0 in float32 from |x| = 9
+        # on). |x| is capped so that 2|x| cannot overflow; e is 0 long before the cap.
+        slope = xp.minimum(xp.abs(x), 1e4)
+        slope *= -2  # in place on arrays made here: fewer temporaries
+        slope = xp.exp(slope)
+        square = slope + 1
+        square *= square
+        slope /= square
+        slope *= 4
+        slope *= g
+        return (slope,)
+
+    return xp.tanh(x), backward
+
+
+@op(REAL, kind="unary", dtypes="float")
+def sigmoid(be, x):
+    """1 / (1 + e^-x) at full relative precision in both tails, never overflowing: with
+    e = exp(-|x|) and r = 1 / (1 + e), it is r where x >= 0 and e r below."""
+    e = _exp_neg_abs(be.xp, x)
+    out, r = _sigmoid_from(be.xp, e, x >= 0)
+
+    def backward(g):
+        # sigmoid(x) sigmoid(-x) = e r r on both sides of 0; never out (1 - out), which
+        # loses the small factor's precision as out -> 1.
+        slope = e * r
+        slope *= r
+        slope *= g
         return (slope,)
 
     return out, backward
 
 
 @op(REAL, kind="unary", dtypes="float")
-def sigmoid(be, x):
-    """1 / (1 + e^-x), computed as tanh(x/2)/2 + 1/2 so no input overflows."""
-    out = be.xp.tanh(x * 0.5)
-    out *= 0.5  # in place on arrays made here: fewer temporaries on the hot path
-    out += 0.5
+def softplus(be, x):
+    """log(1 + e^x), computed as max(x, 0) + log1p(e^-|x|): never overflows, full
+    relative precision in both tails. Its derivative is sigmoid(x)."""
+    xp = be.xp
+    e = _exp_neg_abs(xp, x)
+    out = xp.log1p(e)
+    out += xp.maximum(x, 0)
 
     def backward(g):
-        slope = 1 - out
-        slope *= out
+        slope, _ = _sigmoid_from(xp, e, x >= 0)
+        slope *= g
+        return (slope,)
+
+    return out, backward
+
+
+@op(REAL, kind="unary", dtypes="float")
+def log_sigmoid(be, x):
+    """log(sigmoid(x)) = -softplus(-x), computed as min(x, 0) - log1p(e^-|x|): finite
+    and at full relative precision for inputs of any magnitude (log(x.sigmoid()) is
+    -inf once sigmoid(x) underflows: below about -104 in float32). Its derivative is
+    sigmoid(-x)."""
+    xp = be.xp
+    e = _exp_neg_abs(xp, x)
+    out = xp.minimum(x, 0)
+    out -= xp.log1p(e)
+
+    def backward(g):
+        slope, _ = _sigmoid_from(xp, e, x <= 0)
         slope *= g
         return (slope,)
 
@@ -365,13 +440,26 @@ def max(be, x, axis=None, keepdims=False):
     ), backward
 
 
+def _log_sum_exp_shifted(xp: Any, shifted: Any, axes: tuple[int, ...]) -> Any:
+    """log(sum(exp(shifted))) over ``axes``, kept as size-1 axes, for shifted = x - max(x).
+
+    The sum is 1 (the maximum's own term) plus the rest. When the rest is small, log(1 +
+    rest) would round it away (log_softmax of the maximum would be 0, not -rest): log1p of
+    the rest keeps full relative precision. A tie at the maximum makes the sum at least 2,
+    where log is precise as it is."""
+    e = xp.exp(shifted)
+    total = xp.sum(e, axis=axes, keepdims=True)
+    rest = xp.sum(xp.where(shifted < 0, e, 0.0), axis=axes, keepdims=True)
+    return xp.where(total < 2, xp.log1p(rest), xp.log(total))
+
+
 @op(REAL, kind="reduce", dtypes="float")
 def logsumexp(be, x, axis=None, keepdims=False):
     """log(sum(exp(x))) over ``axis``, shifted by the maximum so it never overflows."""
     xp = be.xp
     axes = _axes(axis, x.ndim)
     top = xp.max(x, axis=axes, keepdims=True)
-    out = top + xp.log(xp.sum(xp.exp(x - top), axis=axes, keepdims=True))
+    out = top + _log_sum_exp_shifted(xp, x - top, axes)
 
     def backward(g):
         return (_expand_to(xp, g, x.shape, axes) * xp.exp(x - out),)
@@ -392,7 +480,7 @@ def softmax(be, x, axis=-1):
 
 def _log_softmax(xp: Any, x: Any, axis: int) -> Any:
     shifted = x - xp.max(x, axis=axis, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+    return shifted - _log_sum_exp_shifted(xp, shifted, (axis,))
 
 
 @op(REAL, kind="softmax", dtypes="float")
@@ -714,6 +802,8 @@ _METHODS = {
     "abs": abs,
     "tanh": tanh,
     "sigmoid": sigmoid,
+    "softplus": softplus,
+    "log_sigmoid": log_sigmoid,
     "relu": relu,
     "clip": lambda x, low=None, high=None: clip(x, low=low, high=high),
     "astype": lambda x, dtype: cast(x, dtype),
