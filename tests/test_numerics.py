@@ -1,5 +1,6 @@
 """Numerical stability at extreme inputs, and the conventions for ties."""
 
+import math
 import warnings
 
 import numpy as np
@@ -112,3 +113,13 @@ def test_tensor_exponent_gradient_is_right_where_some_exponents_are_zero(device)
     y = tg.Tensor(np.array([0.0, 0.0, 2.0, 3.0]), device=device)
     (x**y).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [0.0, 0.0, 0.0, 3 * 2.0**2])
+
+
+def test_log_sums_dominated_by_one_term_keep_their_small_part(device):
+    # log(e^0 + e^-40) = log1p(e^-40), about 4.2e-18: not 0, which log(1 + e^-40) gives.
+    x = tg.Tensor(np.array([0.0, -40.0]), device=device)
+    small = math.log1p(math.exp(-40.0))
+    np.testing.assert_allclose(x.logsumexp().item(), small, rtol=4e-16)
+    np.testing.assert_allclose(x.log_softmax().numpy(), [-small, -40.0 - small], rtol=4e-16)
+    ties = tg.Tensor(np.array([3.0, 3.0, -40.0]), device=device)
+    np.testing.assert_allclose(ties.logsumexp().item(), 3.0 + math.log(2.0), rtol=4e-16)

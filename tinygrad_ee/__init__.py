@@ -11,6 +11,7 @@ from . import ops
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
 from .backend import Backend, DeviceError, get_backend
 from .gradcheck import GradcheckError, gradcheck
+from .nn import bernoulli_kl, cross_entropy  # the checked, user-facing versions
 from .ops import (
     REGISTRY,
     abs,
@@ -65,9 +66,11 @@ __all__ = [
     "add",
     "argmax",
     "astype",
+    "bernoulli_kl",
     "clip",
     "concat",
     "concatenate",
+    "cross_entropy",
     "detect_anomaly",
     "div",
     "exp",
