@@ -13,33 +13,48 @@ to <out>/resume/ at the end of every epoch.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import platform
-import shlex
 import sys
-import time
-from datetime import datetime
-from importlib import metadata
-from pathlib import Path
 
-from threadpoolctl import threadpool_limits
+EXIT_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
-import tinygrad_ee as tg
-from tinygrad_ee import DeviceError, get_backend
+try:  # Ctrl-C while the libraries load (a quarter second): no traceback, as later on
+    import argparse
+    import contextlib
+    import platform
+    import shlex
+    import time
+    from datetime import datetime
+    from importlib import metadata
+    from pathlib import Path
 
-from . import activity, autoencoder, language_model
-from .checkpoint import CheckpointError, read_training_checkpoint
-from .data import DataError
-from .files import write_json, write_text
-from .options import momentum, non_negative, positive, positive_int
-from .training import (
-    CHECKPOINT_FOLDER,
-    TrainingConfig,
-    TrainingDiverged,
-    TrainingInterrupted,
-    describe_position,
-)
+    from threadpoolctl import threadpool_limits
+
+    import tinygrad_ee as tg
+    from tinygrad_ee import DeviceError, get_backend
+
+    from . import activity, autoencoder, language_model
+    from .checkpoint import CheckpointError, read_training_checkpoint
+    from .data import DataError, is_folder
+    from .files import write_json, write_text
+    from .memory import TooLarge
+    from .options import (
+        dtype_problem,
+        momentum,
+        non_negative,
+        positive,
+        positive_int,
+        seed,
+    )
+    from .training import (
+        CHECKPOINT_FOLDER,
+        TrainingConfig,
+        TrainingDiverged,
+        TrainingInterrupted,
+        describe_position,
+    )
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    sys.exit(EXIT_INTERRUPTED)
 
 EXPERIMENTS = {
     autoencoder.NAME: (autoencoder, "data1.h5"),
@@ -47,7 +62,8 @@ EXPERIMENTS = {
     activity.NAME: (activity, "data3.h5"),
 }
 QUICK_EPOCHS = 2
-EXIT_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+# Number options whose values enter the computation in the run's dtype.
+DTYPE_OPTIONS = ("lr", "momentum", "clip", "lam", "beta", "rho")
 
 EPILOG = f"""\
 checkpoints and --resume:
@@ -67,11 +83,14 @@ checkpoints and --resume:
 
 exit status:
   0    success
-  {EXIT_ERROR}    usage error; a missing, unreadable or invalid data or checkpoint file; an
-       unavailable device; an --out that cannot be written, or that holds an
-       unfinished run's checkpoint (without --resume)
-  {EXIT_DIVERGED}    training diverged: a batch loss became NaN or infinite (or, with
-       --detect-anomaly, an op made a NaN or infinity); the last good checkpoint is kept
+  {EXIT_ERROR}    usage error (an option out of range, or that --dtype rounds to 0 or inf);
+       sizes too large for the device's memory; a missing, unreadable or invalid data or
+       checkpoint file, or data too small for the experiment; an unavailable device; an
+       --out that cannot be written, or that holds an unfinished run's checkpoint
+       (without --resume) or a checkpoint folder linking outside it
+  {EXIT_DIVERGED}    training diverged: a batch loss or the validation loss became NaN or
+       infinite (or, with --detect-anomaly, an op made a NaN or infinity); the last good
+       checkpoint is kept
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); the training state is saved: rerun with --resume
 """
 
@@ -117,10 +136,10 @@ def _add_common(parser: argparse.ArgumentParser, defaults: dict | None) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=non_negative(int),
+        type=seed,
         default=0,
-        help="random seed: initialisation, batch order, and which embedded patches and "
-        "activity series are made (default: 0)",
+        help="random seed, 0 to 2**64 - 1: initialisation, batch order, and which embedded "
+        "patches and activity series are made (default: 0)",
     )
     parser.add_argument(
         "--out", type=Path, help="output folder (default: runs/<experiment>-<timestamp>)"
@@ -203,7 +222,7 @@ def _versions(device: str) -> dict[str, str]:
 def _data_file(data: Path | None, file_name: str) -> Path | None:
     if data is None:
         return None
-    if data.is_dir():
+    if is_folder(data):
         return data / file_name
     return data
 
@@ -212,7 +231,7 @@ def _check_data_folder(data: Path | None) -> None:
     """For `all`: a folder holding the three files, checked before anything trains."""
     if data is None:
         return
-    if not data.is_dir():
+    if not is_folder(data):
         raise DataError(f"{data}: `all` needs a folder holding data1.h5, data2.h5, data3.h5")
     missing = [name for _, name in EXPERIMENTS.values() if not (data / name).is_file()]
     if missing:
@@ -235,11 +254,12 @@ def _check_checkpoints(args: argparse.Namespace) -> None:
         folder = folder / CHECKPOINT_FOLDER
         if not folder.is_dir():
             continue
+        _check_inside_out(folder, args.out)
         for leftover in folder.glob(".*.tmp"):
             leftover.unlink(missing_ok=True)
         for path in sorted(folder.glob("*.npz")):
             try:
-                meta, _, _ = read_training_checkpoint(path)
+                meta, _, _ = read_training_checkpoint(path, args.dtype)
             except CheckpointError as error:
                 raise CheckpointError(
                     f"{error}. It cannot be resumed: remove it (or all of {folder}/, or choose "
@@ -265,6 +285,26 @@ def _check_checkpoints(args: argparse.Namespace) -> None:
         )
     for path in found:
         path.unlink()
+
+
+def _check_inside_out(folder: Path, out: Path) -> None:
+    """Files are deleted only inside --out: a checkpoint folder that is a link leading
+    elsewhere is refused before anything in it is touched."""
+    real, root = folder.resolve(), out.resolve()
+    if not real.is_relative_to(root):
+        raise CheckpointError(
+            f"{folder} leads to {real}, outside --out ({root}): nothing there is read, "
+            "written or deleted. Replace the link by a folder, or choose another --out"
+        )
+
+
+def _check_options_fit_dtype(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A usage error for a number option that the run's dtype rounds to 0 or to inf."""
+    for name in DTYPE_OPTIONS:
+        value = getattr(args, name, None)
+        problem = None if value is None else dtype_problem(value, args.dtype)
+        if problem:
+            parser.error(f"argument --{name}: {value!r} {problem} (--dtype {args.dtype})")
 
 
 def run_experiment(name: str, args: argparse.Namespace, out: Path) -> dict:
@@ -329,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "resume", False) and args.out is None:
         parser.error("--resume needs --out: the folder of the run to continue")
+    if hasattr(args, "dtype"):
+        _check_options_fit_dtype(parser, args)
     if args.command not in ("demo", "data") and args.out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         args.out = Path("runs") / f"{args.command}-{stamp}"
@@ -355,8 +397,11 @@ def main(argv: list[str] | None = None) -> int:
         anomaly = tg.detect_anomaly() if args.detect_anomaly else contextlib.nullcontext()
         with threadpool_limits(limits=args.blas_threads, user_api="blas"), anomaly:
             return _run(args)
-    except (DataError, DeviceError, CheckpointError) as error:
+    except (DataError, DeviceError, CheckpointError, TooLarge) as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError as error:  # beyond what TooLarge foresaw: NumPy names the array
+        print(f"error: not enough memory: {str(error) or 'MemoryError'}", file=sys.stderr)
         return EXIT_ERROR
     except (TrainingDiverged, FloatingPointError) as error:  # tg.AnomalyError is the latter
         print(f"error: {error}", file=sys.stderr)
@@ -375,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         if args.command not in ("demo", "data") and any(
-            (folder / CHECKPOINT_FOLDER).glob("*.npz") for _, folder in _checkpoint_folders(args)
+            any((folder / CHECKPOINT_FOLDER).glob("*.npz"))
+            for _, folder in _checkpoint_folders(args)
         ):
             print(
                 f"the last checkpoints are in {args.out}; to continue: "
@@ -418,4 +464,8 @@ def _summary(metrics: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # before main's own handler: while parsing the command line
+        print("interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)

@@ -17,8 +17,9 @@ from tinygrad_ee import nn
 
 from . import plots
 from .checkpoint import save_model
-from .data import load_activity, split_validation
+from .data import load_activity, require_rows, split_validation
 from .default_data import default_activity
+from .memory import check_fits
 from .options import positive_int
 from .training import (
     TrainingConfig,
@@ -60,6 +61,13 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
         data.train_x, data.train_y = data.train_x[keep], data.train_y[keep]
         keep = quick_subset(len(data.test_y), 160, args.seed)
         data.test_x, data.test_y = data.test_x[keep], data.test_y[keep]
+    require_rows(
+        args.data,
+        "trX",
+        len(data.train_y),
+        2,
+        "training needs (one series to train on, one held out for validation)",
+    )
     train_idx, val_idx = split_validation(len(data.train_y), 0.1, seed=args.seed)
     device, dtype = args.device, args.dtype
     splits = {
@@ -73,6 +81,18 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
     }
     classes = len(data.class_names)
     cells = list(CELLS) if args.cell == "all" else [args.cell]
+    count, steps, channels = splits["train"][0].shape
+    size = args.recurrent_size
+    for cell in cells:
+        gates = CELLS[cell].gates
+        check_fits(
+            f"--recurrent-size {size} ({cell})",
+            parameters=(channels + size) * gates * size + gates * size,  # the cell alone
+            # the gates and states of every step of a batch, kept for the backward pass
+            activations=min(config.batch_size, count) * steps * (gates + 1) * size,
+            dtype=dtype,
+            device=device,
+        )
     trained_on = fingerprint(*splits["train"], *splits["validation"])
     results = []
     for cell in cells:

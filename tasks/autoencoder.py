@@ -19,6 +19,7 @@ from . import plots
 from .checkpoint import save_model
 from .data import DataError, load_patches, preprocess_patches
 from .default_data import default_patches
+from .memory import check_fits
 from .options import non_negative, open_unit_interval, positive_int
 from .training import TrainingConfig, fingerprint, fit, quick_subset, rows, run_checkpoint
 
@@ -94,6 +95,14 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
     if args.quick:
         rgb = rgb[quick_subset(len(rgb), 2048, args.seed)]
     patches = preprocess_patches(rgb)
+    count, inputs = patches.shape
+    check_fits(
+        f"--hidden-size {args.hidden_size}",
+        parameters=2 * inputs * args.hidden_size + args.hidden_size + inputs,
+        activations=count * (inputs + args.hidden_size),  # the data, encoded whole at the end
+        dtype=args.dtype,
+        device=args.device,
+    )
     rng = np.random.default_rng(args.seed)
     shown = rng.choice(len(rgb), size=min(200, len(rgb)), replace=False)
     side = rgb.shape[-1]

@@ -27,7 +27,8 @@ Every file is untrusted: it is read entry by entry with NumPy's ``.npy`` header
 parser; object (pickle) arrays are refused before any byte of them is decoded; each
 entry's size is checked against its header and against MAX_ENTRY_BYTES; and every
 problem -- no such file, another format (HDF5, text, a bare .npy), a truncated or
-corrupt archive, unexpected entries, wrong names, shapes or dtypes, NaN parameters --
+corrupt archive, unexpected entries, wrong names, shapes or dtypes, a NaN or infinite
+parameter or momentum buffer, a value beyond the range of the run's dtype --
 raises :class:`CheckpointError` naming the file (and the entry). A refused checkpoint
 leaves the model and optimiser as they were.
 """
@@ -45,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from tinygrad_ee import nn, optim
+from tinygrad_ee.backend import dtype_name
 
 from .files import write_npz
 
@@ -169,22 +171,41 @@ def save_model(path: str | Path, model: nn.Module) -> None:
     write_npz(path, model.state_dict())
 
 
-def _check_finite(source: str, arrays: Mapping[str, np.ndarray]) -> None:
+def _check_values(source: str, arrays: Mapping[str, np.ndarray], dtype: Any = None) -> None:
+    """Every float entry must hold values that ``dtype`` (the run's; None: the entry's
+    own) holds as finite numbers: NaN and infinities are refused, and so is a value
+    beyond its range, such as 1e300 stored as float64 for a float32 run, which would
+    load as inf."""
     for name, array in arrays.items():
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise CheckpointError(f"{source}: parameter {name!r} holds NaN or infinite values")
+        if array.dtype.kind != "f":
+            continue
+        target = np.dtype(array.dtype if dtype is None else dtype_name(dtype))
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.abs(array) <= np.finfo(target).max)  # NaN fails the comparison too
+        if not bad.any():
+            continue
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        value = float(array[index])
+        if not math.isfinite(value):
+            raise CheckpointError(
+                f"{source}: entry {name!r} holds a NaN or infinite value: {value} at index {index}"
+            )
+        raise CheckpointError(
+            f"{source}: entry {name!r} holds {value:g} at index {index}, beyond the range of "
+            f"the run's {target} (it would load as inf)"
+        )
 
 
 def load_model(path: str | Path, model: nn.Module) -> nn.Module:
     """Load parameters into ``model`` from a model file or a training checkpoint.
 
-    Every name, shape and dtype is checked before any parameter is set: a refused
-    file leaves the model as it was.
+    Every name, shape, dtype and value is checked before any parameter is set: a
+    refused file leaves the model as it was.
     """
     arrays = read_arrays(path)
+    _check_values(str(path), arrays, model.parameters()[0].dtype)
     if "meta" in arrays:
         _, arrays, _ = _split_training_arrays(str(path), arrays)
-    _check_finite(str(path), arrays)
     try:
         model.load_state_dict(arrays)
     except ValueError as error:
@@ -306,12 +327,15 @@ def _check_rng_state(source: str, name: str, state: dict) -> None:
 
 
 def read_training_checkpoint(
-    path: str | Path,
+    path: str | Path, dtype: Any = None
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(meta, model arrays, optimiser arrays) of a training checkpoint, all checked
-    except against a particular model (that is :func:`restore_training`'s job)."""
+    except against a particular model (that is :func:`restore_training`'s job). Float
+    values must be finite in ``dtype``, the run's (None: in each entry's own dtype)."""
     source = str(path)
-    meta, model, optimizer = _split_training_arrays(source, read_arrays(path))
+    arrays = read_arrays(path)
+    _check_values(source, arrays, dtype)
+    meta, model, optimizer = _split_training_arrays(source, arrays)
     _check_fields(source, "meta", meta, _META_FIELDS, exact=False)
     history = meta["history"]
     _check_fields(source, "history", history, _HISTORY_FIELDS, exact=True)
@@ -326,9 +350,10 @@ def read_training_checkpoint(
             f"{source}: history 'validation_loss' has {len(history['validation_loss'])} "
             f"entries for {epoch} epochs"
         )
+    if history["stopped_early"] and not meta["done"]:
+        raise CheckpointError(f"{source}: history 'stopped_early' is true but 'done' is false")
     for name in ("rng", "backend_rng"):
         _check_rng_state(source, name, meta[name])
-    _check_finite(source, model)
     return meta, model, optimizer
 
 

@@ -15,6 +15,8 @@ what to fix instead of reading an h5py or NumPy traceback.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,23 @@ def _problem(source: str, name: str, text: str) -> DataError:
     return DataError(f"{source}: dataset '{name}' {text}")
 
 
+def _status(path: Path) -> os.stat_result | None:
+    """``path``'s status, None if nothing is there. Any other OS error (a name too long,
+    a folder without permission) is a DataError: it is a problem reading the path."""
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read: {error.strerror or error}") from None
+
+
+def is_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder (a DataError if it cannot be looked at)."""
+    status = _status(path)
+    return status is not None and stat.S_ISDIR(status.st_mode)
+
+
 def _read_datasets(
     path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = ()
 ) -> dict[str, np.ndarray]:
@@ -62,9 +81,10 @@ def _read_datasets(
     """
     path = Path(path)
     source = str(path)
-    if not path.exists():
+    status = _status(path)
+    if status is None:
         raise DataError(f"{source}: no such file")
-    if not path.is_file():
+    if not stat.S_ISREG(status.st_mode):
         raise DataError(f"{source}: not a regular file")
     try:
         handle = h5py.File(path, "r")
@@ -93,6 +113,8 @@ def _read_datasets(
                     raise _problem(source, name, f"must be a dataset, got {kind}")
                 if node.is_virtual or node.external:
                     raise _problem(source, name, "keeps its data in other files: not read")
+                if node.shape is None:
+                    raise _problem(source, name, "holds no data (it has a null, empty dataspace)")
                 size = node.size * node.dtype.itemsize
                 if size > MAX_DATASET_BYTES:
                     raise _problem(
@@ -441,6 +463,15 @@ def load_activity(path: str | Path) -> ActivityData:
     """Load ``data3.h5``: series (N, T, C), one-hot labels -> class indices, class names."""
     arrays = _read_datasets(path, ("trX", "trY", "tstX", "tstY"), optional=("classes",))
     return activity_data_from_arrays(arrays, str(path))
+
+
+def require_rows(source: Path | None, name: str, count: int, minimum: int, why: str) -> None:
+    """A DataError naming the file and dataset when it has fewer than ``minimum`` rows
+    (``why``: what needs them). Loaders refuse empty datasets; experiments need more."""
+    if count < minimum:
+        where = source if source is not None else "the embedded data"
+        rows = "row" if count == 1 else "rows"
+        raise _problem(str(where), name, f"has {count} {rows}, fewer than the {minimum} that {why}")
 
 
 def split_validation(n: int, fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -42,9 +43,11 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and error.filename is None:  # a full disk names no file
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
         raise
     _fsync_folder(path.parent)
 
@@ -61,8 +64,9 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def write_json(path: str | Path, value: Any) -> None:
+    """Strict JSON, which any reader parses: NaN and infinities are written as null."""
     with atomic_open(path) as file:
-        json.dump(value, file, indent=2, default=_to_json)
+        json.dump(_strict(value), file, indent=2, allow_nan=False)
         file.write("\n")
 
 
@@ -93,11 +97,19 @@ def save_figure(path: str | Path, draw: Callable[[Any], None], size=(6.0, 4.0)) 
         plt.close(figure)
 
 
-def _to_json(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
+def _strict(value: Any) -> Any:
+    """``value`` with NumPy numbers and arrays as Python ones, paths as strings, tuples
+    as lists, and non-finite floats as None."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, Path):
         return str(value)
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
     raise TypeError(f"cannot write {type(value).__name__} to JSON")

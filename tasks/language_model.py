@@ -19,8 +19,9 @@ from tinygrad_ee import nn
 
 from . import plots
 from .checkpoint import save_model
-from .data import load_ngrams
+from .data import NGRAM_DATASETS, load_ngrams, require_rows
 from .default_data import default_ngrams
+from .memory import check_fits
 from .training import (
     TrainingConfig,
     cross_entropy_and_accuracy,
@@ -35,6 +36,7 @@ from .training import (
 NAME = "language-model"
 OPTIONS = ("config", "no_early_stop")
 CONFIGURATIONS = ((32, 256), (16, 128), (8, 64))
+SHOWN_TRIGRAMS = 5  # test 4-grams whose predictions the report shows: the test split's minimum
 DEFAULTS = {"epochs": 50, "batch_size": 200, "lr": 0.15, "momentum": 0.85, "clip": None}
 
 
@@ -83,6 +85,13 @@ def _cross_entropy_and_accuracy(model, context, targets) -> tuple[float, float]:
 
 def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
     data = load_ngrams(args.data) if args.data else default_ngrams()
+    require_rows(
+        args.data,
+        NGRAM_DATASETS["test"][0],
+        len(data.test_target),
+        SHOWN_TRIGRAMS,
+        f"the report needs (it shows predictions for {SHOWN_TRIGRAMS} test 4-grams)",
+    )
     if args.quick:
         keep = quick_subset(len(data.train_target), 4000, args.seed)
         data.train_context, data.train_target = data.train_context[keep], data.train_target[keep]
@@ -98,7 +107,23 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
     trained_on = fingerprint(
         data.train_context, data.train_target, data.val_context, data.val_target
     )
-    shown = np.random.default_rng(args.seed).choice(len(data.test_target), size=5, replace=False)
+    vocabulary = len(data.words)
+    logit_rows = max(  # of the logits (rows, V) of a training batch, or of an evaluation one
+        min(config.batch_size, len(data.train_target)),
+        min(1000, max(len(data.val_target), len(data.test_target))),
+    )
+    for dim, hidden in args.config or CONFIGURATIONS:
+        check_fits(
+            f"--config {dim},{hidden}",
+            # embedding (V, D), hidden layer (3D, P) and bias, output layer (P, V) and bias
+            parameters=vocabulary * (dim + hidden + 1) + 3 * dim * hidden + hidden,
+            activations=logit_rows * (hidden + vocabulary),
+            dtype=dtype,
+            device=device,
+        )
+    shown = np.random.default_rng(args.seed).choice(
+        len(data.test_target), size=SHOWN_TRIGRAMS, replace=False
+    )
     results = []
     for dim, hidden in args.config or CONFIGURATIONS:
         label = f"D={dim}, P={hidden}"
@@ -108,7 +133,7 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
         def after_epoch(epoch, history, model=model):
             loss, _ = _cross_entropy_and_accuracy(model, *tensors["val"])
             history.validation_loss.append(loss)
-            return not args.no_early_stop and _converged(history.validation_loss)
+            return _converged(history.validation_loss)
 
         history = fit(
             model,
@@ -129,6 +154,7 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
                 hidden_size=hidden,
                 early_stop=not args.no_early_stop,
             ),
+            early_stopping=not args.no_early_stop,
         )
         checkpoint = f"language_model_D{dim}_P{hidden}.npz"
         save_model(out / checkpoint, model)

@@ -7,6 +7,10 @@ import argparse
 import math
 from collections.abc import Callable
 
+import numpy as np
+
+MAX_SEED = 2**64 - 1
+
 
 def positive_int(text: str) -> int:
     """An argparse type: an integer of at least 1."""
@@ -56,3 +60,27 @@ def open_unit_interval(text: str) -> float:
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
     return value
+
+
+def seed(text: str) -> int:
+    """An argparse type: a random seed, an integer from 0 to MAX_SEED."""
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        shown = text if len(text) <= 30 else f"{text[:20]}... ({len(text)} characters)"
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 0 to 2**64 - 1 = {MAX_SEED}, got {shown}"
+        )
+    return value
+
+
+def dtype_problem(value: float, dtype: str) -> str | None:
+    """What goes wrong with ``value`` in ``dtype`` ("rounds to 0 ...", "overflows ..."),
+    or None if it is held as a finite number, and not as 0 unless it is 0."""
+    limits = np.finfo(dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        held = np.asarray(value, dtype=dtype)
+    if value != 0 and held == 0:
+        return f"rounds to 0 in {dtype}, whose smallest magnitude is {limits.smallest_subnormal:g}"
+    if not np.isfinite(held):
+        return f"overflows to inf in {dtype}, whose largest value is {limits.max:g}"
+    return None

@@ -1,9 +1,9 @@
 """The training loop shared by the experiments: mini-batches, SGD, progress, timing,
 and the reliability around them:
 
-- divergence: a NaN or infinite batch loss (or, under ``--detect-anomaly``, an op's
-  NaN/inf) stops training with :class:`TrainingDiverged`, naming the run, epoch and
-  batch; the divergent parameters are never written to a checkpoint;
+- divergence: a NaN or infinite batch loss, sum of them or validation loss (or, under
+  ``--detect-anomaly``, an op's NaN/inf) stops training with :class:`TrainingDiverged`,
+  naming the run, epoch and batch; the divergent state is never written to a checkpoint;
 - checkpoints: with a :class:`Checkpoint`, the whole training state is written
   atomically at the end of every epoch (layout: :mod:`tasks.checkpoint`), and a run
   resumed from it ends with exactly the parameters of an uninterrupted run;
@@ -202,9 +202,10 @@ def _hint(config: TrainingConfig) -> str:
 class _Trainer:
     """One run of `fit`: the model, its optimiser, the position, and checkpointing."""
 
-    def __init__(self, model, count, config, rng, description, checkpoint):
+    def __init__(self, model, count, config, rng, description, checkpoint, early_stopping):
         self.model, self.count, self.config, self.rng = model, count, config, rng
         self.description, self.checkpoint = description, checkpoint
+        self.early_stopping = early_stopping
         self.optimizer = optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
         self.backend = model.parameters()[0].backend
         self.history = History()
@@ -225,13 +226,19 @@ class _Trainer:
     def resume(self) -> None:
         """Restore everything from the checkpoint; refuse one of another run."""
         path = self.checkpoint.path
-        meta, model_arrays, optimizer_arrays = read_training_checkpoint(path)
+        dtype = self.model.parameters()[0].dtype
+        meta, model_arrays, optimizer_arrays = read_training_checkpoint(path, dtype)
         mismatches = identity_mismatches(meta["identity"], self.checkpoint.identity)
         if mismatches:
             raise CheckpointError(
                 f"{path}: cannot resume: it belongs to a different run ("
                 + "; ".join(mismatches)
                 + "). Resume with the same settings, or start afresh in another --out"
+            )
+        if meta["history"]["stopped_early"] and not self.early_stopping:
+            raise CheckpointError(
+                f"{path}: history 'stopped_early' is true, but this run has no early stopping: "
+                "the file was changed or belongs to another program"
             )
         per_epoch = math.ceil(self.count / self.config.batch_size)
         if meta["batch"] >= per_epoch:
@@ -374,6 +381,8 @@ class _Trainer:
                     if not math.isfinite(value):  # the loss already computed: no extra cost
                         raise self.diverged(f"the training loss became {value} at {where}")
                     loss_sum += value * len(indices)
+                    if not math.isfinite(loss_sum):  # finite losses, too large to add up
+                        raise self.diverged(f"the summed training loss overflowed at {where}")
                     steps.set_postfix(loss=f"{value:.4f}")
                     _maybe_kill(kill_at, run, epoch + 1, number)
                     if stop.requested and number < len(order):
@@ -384,10 +393,15 @@ class _Trainer:
                 self.history.train_loss.append(loss_sum / count)
                 self.history.epoch_seconds.append(time.perf_counter() - start)
                 try:
-                    stop_early = bool(after_epoch(epoch, self.history)) if after_epoch else False
+                    wants_stop = bool(after_epoch(epoch, self.history)) if after_epoch else False
                 except FloatingPointError as error:
                     what = f"in the evaluation after epoch {epoch + 1}: {error}"
                     raise self.diverged(what) from None
+                validation = self.history.validation_loss
+                if validation and not math.isfinite(validation[-1]):  # after the last step
+                    what = f"the validation loss became {validation[-1]} after epoch {epoch + 1}"
+                    raise self.diverged(what)
+                stop_early = self.early_stopping and wants_stop
                 self.history.stopped_early = stop_early
                 position = _Position(epoch + 1)
                 done = stop_early or epoch + 1 >= config.epochs
@@ -433,24 +447,27 @@ def fit(
     description: str,
     after_epoch: Callable[[int, History], bool] | None = None,
     checkpoint: Checkpoint | None = None,
+    early_stopping: bool = False,
 ) -> History:
     """Train ``model`` with SGD-momentum on mini-batches of ``count`` samples.
 
     ``batch_loss(indices)`` returns the mean loss of the samples at ``indices``.
     ``after_epoch(epoch, history)`` may record validation figures in ``history`` and
-    returns True to stop early. ``rng`` draws the batch order (and is advanced exactly
-    as in an uninterrupted run when resuming).
+    returns True to stop early, which it does only with ``early_stopping`` (and a
+    checkpoint saying that a run without it stopped early is refused). ``rng`` draws
+    the batch order (and is advanced exactly as in an uninterrupted run when resuming).
 
     With ``checkpoint``, the state is saved at the end of every epoch and on Ctrl-C;
     with ``checkpoint.resume`` and an existing file, training continues from it (a run
     that had finished is not trained again: its parameters and history are loaded).
 
-    Raises :class:`TrainingDiverged` when a batch loss is NaN or infinite (or an op
+    Raises :class:`TrainingDiverged` when a batch loss, the epoch's sum of them or the
+    validation loss recorded by ``after_epoch`` is NaN or infinite (or an op
     made one under ``tg.detect_anomaly()``), :class:`TrainingInterrupted` on Ctrl-C,
     and :class:`~tasks.checkpoint.CheckpointError` for a checkpoint that cannot be
     resumed (nothing is changed then).
     """
-    trainer = _Trainer(model, count, config, rng, description, checkpoint)
+    trainer = _Trainer(model, count, config, rng, description, checkpoint, early_stopping)
     if checkpoint is not None and checkpoint.resume and checkpoint.path.exists():
         trainer.resume()
     return trainer.run(batch_loss, after_epoch)

@@ -1,5 +1,6 @@
 """Shared fixtures: the backends every engine test runs on, and hypothesis profiles."""
 
+import collections
 import os
 
 import pytest
@@ -67,3 +68,12 @@ def pytest_terminal_summary(terminalreporter):
         for name, outcome_counts in counts.items():
             text = ", ".join(f"{n} {outcome}" for outcome, n in outcome_counts.items())
             terminalreporter.write_line(f"{name}: {text}")
+    # Why tests were skipped (no GPU, no PyTorch, ...): one line per reason, always shown.
+    reasons = collections.Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        if isinstance(report.longrepr, tuple):  # (file, line, "Skipped: reason")
+            reasons[report.longrepr[2].removeprefix("Skipped: ")] += 1
+    if reasons:
+        terminalreporter.section("skipped tests, by reason")
+        for reason, n in reasons.most_common():
+            terminalreporter.write_line(f"{n} skipped: {reason}")

@@ -1,14 +1,35 @@
 """The benchmark scripts still run (smoke tests: no test here asserts a time)."""
 
+import math
+
+import pytest
+
 from benchmarks import op_overhead
+
+# Each overhead figure: (engine timing, raw timing, number of ops it is shared by).
+OVERHEADS = {
+    "forward_overhead_no_grad": ("engine_mul_no_grad", "raw_mul", 1),
+    "forward_overhead_recorded": ("engine_mul_recorded", "raw_mul", 1),
+    "forward_backward_overhead_one_op": (
+        "engine_mul_forward_backward",
+        "raw_mul_forward_backward",
+        1,
+    ),
+    "forward_backward_overhead_per_chain_op": ("engine_chain_10_ops", "raw_chain_10_ops", 10),
+}
 
 
 def test_op_overhead_reports_every_figure():
     results = op_overhead.measure("cpu", repeat=3)
-    assert {"raw_mul", "engine_mul_recorded", "forward_backward_overhead_per_chain_op"} <= set(
-        results
-    )
-    assert all(value == value for value in results.values())  # no NaN
+    assert set(results) == set(op_overhead.DESCRIPTIONS)  # every figure, each described
+    timings = {name: value for name, value in results.items() if name not in OVERHEADS}
+    assert len(timings) == 7
+    for name, value in results.items():
+        assert isinstance(value, float) and math.isfinite(value), (name, value)
+    for name, value in timings.items():
+        assert value > 0, f"{name}: a call takes some time, got {value} us"
+    for name, (engine, raw, ops) in OVERHEADS.items():  # what the descriptions say they are
+        assert results[name] == pytest.approx((results[engine] - results[raw]) / ops), name
 
 
 def test_profile_sorts_every_engine_function_into_a_part():

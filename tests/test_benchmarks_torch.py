@@ -9,7 +9,9 @@ import pytest
 
 from benchmarks import models, torch_reference
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip(
+    "torch", reason="PyTorch is not installed (pip install -e '.[bench]'): no reference to compare"
+)
 
 SPECS = models.model_specs(steps=6, batch=5, hidden=8)
 STEPS = 3  # losses of three consecutive steps: the first checks the loss, the rest the updates

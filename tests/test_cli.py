@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import CUDA_MISSING
 from tasks_cli import ROOT, run_cli
 
 import tinygrad_ee as tg
@@ -17,6 +19,7 @@ from models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
 from tasks.checkpoint import load_model
 from tasks.data import preprocess_patches
 from tasks.default_data import default_activity, default_ngrams, default_patches
+from tasks.options import MAX_SEED
 from tasks.training import quick_subset
 
 COMMON_KEYS = {
@@ -130,6 +133,9 @@ def test_all_links_the_three_reports(runs):
         _check_run(runs["all"] / name)
 
 
+@pytest.mark.skipif(
+    CUDA_MISSING is None, reason="CuPy and a GPU are present: the command would train on it"
+)
 def test_cuda_without_cupy_or_gpu_is_a_clear_error(tmp_path):
     completed = run_cli("activity", "--quick", "--device", "cuda", "--out", str(tmp_path))
     assert completed.returncode == 2
@@ -233,3 +239,174 @@ def test_all_checks_its_data_folder_before_training(tmp_path):
     assert completed.returncode == 2 and "Traceback" not in completed.stderr
     assert "missing data1.h5, data2.h5, data3.h5" in completed.stderr
     assert not (tmp_path / "o").exists(), "nothing may be trained or written"
+
+
+# --- bad input, each a clear error with exit status 2 -------------------------------------------
+
+
+def _write_h5(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    with h5py.File(path, "w") as handle:
+        for name, array in arrays.items():
+            handle[name] = array
+    return path
+
+
+def _ngrams(test_rows: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    arrays = {"words": np.array([f"w{i}".encode() for i in range(12)])}
+    for context, target, rows in (("trainx", "traind", 20), ("valx", "vald", 3)) + (
+        ("testx", "testd", test_rows),
+    ):
+        arrays[context], arrays[target] = rng.integers(1, 13, (rows, 3)), rng.integers(1, 13, rows)
+    return arrays
+
+
+def _activity(train_rows: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "trX": rng.normal(size=(train_rows, 6, 2)),
+        "trY": np.eye(3)[rng.integers(0, 3, train_rows)],
+        "tstX": rng.normal(size=(2, 6, 2)),
+        "tstY": np.eye(3)[[0, 2]],
+    }
+
+
+SMALLEST = {  # experiment: (its options, the smallest data file it takes, one row too few)
+    "autoencoder": (
+        ["--no-sweep", "--hidden-size", "4"],
+        {"data": np.random.default_rng(0).uniform(size=(1, 3, 4, 4))},
+        ("data", {"data": np.zeros((0, 3, 4, 4))}, "must not be empty"),
+    ),
+    "language-model": (
+        ["--config", "2,4"],
+        _ngrams(test_rows=5),
+        ("testx", _ngrams(test_rows=4), "has 4 rows, fewer than the 5 that the report needs"),
+    ),
+    "activity": (
+        ["--cell", "rnn", "--recurrent-size", "2"],
+        _activity(train_rows=2),
+        ("trX", _activity(train_rows=1), "has 1 row, fewer than the 2 that training needs"),
+    ),
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(SMALLEST))
+def test_each_experiment_trains_on_its_minimum_data_and_names_it_below(tmp_path, experiment):
+    options, smallest, (dataset, too_few, problem) = SMALLEST[experiment]
+    command = [experiment, "--quick", "--epochs", "1", "--no-progress", *options]
+    small = _write_h5(tmp_path / "small.h5", smallest)
+    result = run_cli(*command, "--data", str(small), "--out", str(tmp_path / "small"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    bad = _write_h5(tmp_path / "too_few.h5", too_few)
+    result = run_cli(*command, "--data", str(bad), "--out", str(tmp_path / "too_few"))
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert f"error: {bad}: dataset '{dataset}' {problem}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, setting",
+    [
+        (["autoencoder", "--no-sweep", "--hidden-size", "1000000000"], "--hidden-size 1000000000"),
+        (["language-model", "--config", "100000,100000"], "--config 100000,100000"),
+        (["activity", "--cell", "lstm", "--recurrent-size", "1000000"], "--recurrent-size 1000000"),
+    ],
+)
+def test_sizes_that_cannot_fit_in_memory_are_refused_before_allocating(tmp_path, args, setting):
+    result = run_cli(*args, "--quick", "--no-progress", "--out", str(tmp_path))
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert f"error: {setting}" in result.stderr
+    assert "need at least" in result.stderr and "iB" in result.stderr
+
+
+def test_a_seed_out_of_range_is_a_usage_error_giving_the_range():
+    for seed in (str(MAX_SEED + 1), "9" * 400):
+        result = run_cli("activity", "--seed", seed)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert "argument --seed: must be an integer from 0 to 2**64 - 1" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "option, value, problem",
+    [
+        ("--rho", "1e-320", "rounds to 0 in float32"),
+        ("--lr", "1e-50", "rounds to 0 in float32"),
+        ("--lam", "1e-46", "rounds to 0 in float32"),
+        ("--lr", "1e39", "overflows to inf in float32"),
+        ("--beta", "1e300", "overflows to inf in float32"),
+    ],
+)
+def test_options_the_runs_dtype_cannot_hold_are_usage_errors(tmp_path, option, value, problem):
+    result = run_cli("autoencoder", "--quick", option, value, "--out", str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"argument {option}: {float(value)!r} {problem}" in result.stderr
+    assert "--dtype float32" in result.stderr
+    assert not any(tmp_path.iterdir()), "nothing may be written"
+
+
+def test_an_option_float64_holds_is_accepted_with_dtype_float64(monkeypatch, tmp_path):
+    from tasks import __main__ as cli
+
+    ran = []
+    monkeypatch.setattr(cli, "_run", lambda args: ran.append(args) or 0)
+    command = ["autoencoder", "--rho", "1e-320", "--dtype", "float64", "--out", str(tmp_path)]
+    assert cli.main(command) == 0
+    assert ran[0].rho == 1e-320
+
+
+def test_running_out_of_memory_beyond_the_estimate_is_a_one_line_error(
+    monkeypatch, tmp_path, capsys
+):
+    from tasks import __main__ as cli
+    from tasks import autoencoder
+
+    def allocate(*args):
+        raise MemoryError("Unable to allocate 1.86 TiB for an array with shape (10**6, 5 * 10**5)")
+
+    monkeypatch.setattr(autoencoder, "run", allocate)
+    assert cli.main(["autoencoder", "--out", str(tmp_path / "out")]) == 2
+    assert "error: not enough memory: Unable to allocate 1.86 TiB" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_metrics_json_is_strict_with_null_for_numbers_that_are_not_finite(tmp_path):
+    # One batch per epoch at --lr 1e10: finite losses, but a test perplexity beyond float.
+    result = run_cli(
+        *["language-model", "--quick", "--config", "8,16", "--epochs", "1"],
+        *["--batch-size", "4000", "--lr", "1e10", "--no-progress", "--out", str(tmp_path)],
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    def refuse(constant):
+        raise AssertionError(f"metrics.json holds {constant}")
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse)
+    (config,) = metrics["configurations"]
+    assert config["test_cross_entropy"] > 700  # exp() of it is beyond any float
+    assert config["test_perplexity"] is None
+
+
+def test_a_data_name_too_long_to_read_is_a_read_error(tmp_path):
+    name = tmp_path / ("d" * 300 + ".h5")
+    for command in (["activity", "--data", str(name)], ["all", "--data", str(name)]):
+        result = run_cli(*command, "--quick", "--out", str(tmp_path / "out"))
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert f"error: {name}: cannot be read: File name too long" in result.stderr
+        assert "cannot write" not in result.stderr
+
+
+def test_a_write_that_fails_for_lack_of_space_names_the_file(tmp_path):
+    # A file size limit makes writes fail as a full disk does (EFBIG instead of ENOSPC).
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    result = run_cli(
+        *["activity", "--quick", "--cell", "rnn", "--recurrent-size", "4", "--epochs", "1"],
+        *["--no-progress", "--out", str(tmp_path)],
+        preexec_fn=small_files,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    checkpoint = tmp_path / "resume" / "activity_rnn.npz"
+    assert f"error: cannot write {checkpoint}: File too large" in result.stderr
+    assert not list(checkpoint.parent.iterdir()), "a temporary file was left"

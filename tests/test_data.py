@@ -138,6 +138,20 @@ def test_directory_instead_of_file(tmp_path):
     assert_data_error(load_patches, tmp_path, "not a regular file")
 
 
+@pytest.mark.parametrize(
+    "load, name", [(load_patches, "data"), (load_ngrams, "trainx"), (load_activity, "trX")]
+)
+def test_a_dataset_with_a_null_dataspace_is_named(tmp_path, load, name):
+    path = tmp_path / "null.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset(name, data=h5py.Empty("f4"))  # no shape at all, not even ()
+    assert_data_error(load, path, f"dataset '{name}' holds no data", "null")
+
+
+def test_a_name_too_long_to_look_up_is_a_read_error(tmp_path):
+    assert_data_error(load_patches, tmp_path / ("d" * 300 + ".h5"), "cannot be read")
+
+
 # --- image patches ---------------------------------------------------------------------------
 
 

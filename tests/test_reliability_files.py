@@ -29,7 +29,7 @@ from tasks.checkpoint import (
     save_model,
 )
 from tasks.data import DataError, load_activity, load_ngrams, load_patches
-from tasks.training import Checkpoint, TrainingConfig, fit
+from tasks.training import Checkpoint, TrainingConfig, TrainingDiverged, fit
 from tinygrad_ee import nn
 
 FEW = settings(
@@ -385,6 +385,56 @@ def test_a_checkpoint_holding_nan_is_refused(tmp_path):
     assert_same(params_of(model), before)
 
 
+def test_a_value_the_models_dtype_cannot_hold_is_refused(tmp_path):
+    path = tmp_path / "big.npz"
+    state = {name: value.astype(np.float64) for name, value in small_model().state_dict().items()}
+    state["decoder.bias"][1] = -1e300  # finite in float64, -inf in the model's float32
+    np.savez(path, **state)
+    model = small_model()
+    before = params_of(model)
+    with pytest.raises(CheckpointError) as caught:
+        load_model(path, model)
+    message = str(caught.value)
+    assert "big.npz" in message and "'decoder.bias' holds -1e+300 at index (1,)" in message
+    assert "float32" in message
+    assert_same(params_of(model), before)
+    nn.seed(0)
+    wide = SparseAutoencoder(8, 3, dtype="float64")
+    assert load_model(path, wide) is wide  # float64 holds it
+    assert wide.decoder.bias.numpy()[1] == -1e300
+
+
+def test_finite_losses_whose_sum_overflows_are_a_divergence_and_write_nothing(tmp_path):
+    nn.seed(0)
+    model = SparseAutoencoder(8, 3, dtype="float64")
+    x = tg.Tensor(np.random.default_rng(1).uniform(0.1, 0.9, (40, 8)))  # float64
+    path = tmp_path / "run.npz"
+    overflowed = "summed training loss overflowed at epoch 1, batch 2"
+    with pytest.raises(TrainingDiverged, match=overflowed):
+        fit(  # each batch loss is about 1e307 (a constant: gradients unchanged), 16 per batch
+            model,
+            lambda idx: model.loss(x[tg.Tensor(idx)], 1e-4, 0.5, 0.1) + 1e307,
+            40,
+            TrainingConfig(epochs=1, batch_size=16, lr=0.05, momentum=0.5, progress=False),
+            np.random.default_rng(0),
+            "small",
+            checkpoint=Checkpoint(path, {"experiment": "test"}),
+        )
+    assert not path.exists()
+
+
+def test_a_checkpoint_stopped_early_but_not_done_is_refused(tmp_path):
+    path = tmp_path / "run.npz"
+    train_small(path, epochs=1)
+    arrays = read_arrays(path)
+    meta = json.loads(str(arrays["meta"]))
+    meta["history"]["stopped_early"], meta["done"] = True, False
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    with pytest.raises(CheckpointError, match="run.npz: history 'stopped_early' is true but"):
+        read_training_checkpoint(path)
+
+
 class Payload:
     """Unpickling this creates the marker file: proof that a pickle was executed."""
 
@@ -468,6 +518,44 @@ def test_a_checkpoint_write_interrupted_before_the_rename_keeps_the_previous_one
     meta, _, _ = read_training_checkpoint(path)
     assert meta["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.npz"], "a temporary file was left"
+
+
+def test_json_is_strict_with_null_for_numbers_that_are_not_finite(tmp_path):
+    path = tmp_path / "metrics.json"
+    files.write_json(
+        path,
+        {
+            "loss": float("nan"),
+            "per_epoch": [1.5, float("inf"), np.float32(-np.inf), np.float64(2.0)],
+            "array": np.array([[np.nan, 1.0]]),
+            "nested": {"value": (np.int64(3), True, None, Path("a/b"))},
+        },
+    )
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in {path}")
+
+    assert json.loads(path.read_text(), parse_constant=refuse) == {
+        "loss": None,
+        "per_epoch": [1.5, None, None, 2.0],
+        "array": [[None, 1.0]],
+        "nested": {"value": [3, True, None, "a/b"]},
+    }
+    with pytest.raises(TypeError, match="cannot write object"):
+        files.write_json(tmp_path / "other.json", {"x": object()})
+    assert not (tmp_path / "other.json").exists()
+
+
+def test_a_failed_write_names_the_file_it_was_writing(tmp_path, monkeypatch):
+    def full(descriptor):
+        raise OSError(28, "No space left on device")  # as a full disk reports it: no file
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as caught:
+        files.write_text(tmp_path / "report.md", "text")
+    assert caught.value.filename == str(tmp_path / "report.md")
+    assert caught.value.strerror == "No space left on device"
+    assert not list(tmp_path.iterdir())
 
 
 def test_atomic_writes_fsync_the_file_and_the_folder(tmp_path, monkeypatch):

@@ -11,13 +11,12 @@ import json
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from tasks_cli import ROOT, run_cli
+from tasks_cli import run_cli, start_cli
 
 from tasks.__main__ import build_parser, main
 from tasks.checkpoint import read_arrays, read_training_checkpoint
@@ -195,14 +194,7 @@ def test_ctrl_c_mid_epoch_saves_exits_130_and_resumes_bit_for_bit(tmp_path, base
 
 
 def test_sigint_from_outside_stops_cleanly_and_the_run_resumes(tmp_path, baseline):
-    command = [*ACTIVITY, "--epochs", "40", "--out", str(tmp_path)]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tasks", *command],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli(*ACTIVITY, "--epochs", "40", "--out", str(tmp_path))
     checkpoint = tmp_path / "resume" / "activity_rnn.npz"
     deadline = time.monotonic() + 120
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -222,6 +214,50 @@ def test_sigint_from_outside_stops_cleanly_and_the_run_resumes(tmp_path, baselin
     resumed = run_cli(*ACTIVITY, "--out", str(tmp_path), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_identical(tmp_path, baseline, "activity_rnn.npz")
+
+
+def interrupted_at_import(module: str) -> tuple[str, ...]:
+    """A ``program`` for start_cli: ``python -m tasks`` that gets Ctrl-C (SIGINT) the moment
+    it first imports ``module``: during the libraries' import for h5py, and before the
+    first epoch for matplotlib (imported for the first figure)."""
+    code = f"""
+import os, runpy, signal, sys
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+runpy.run_module("tasks", run_name="__main__", alter_sys=True)
+"""
+    return ("-c", code)
+
+
+def test_ctrl_c_while_the_libraries_load_exits_130_without_a_traceback(tmp_path):
+    result = run_cli(*ACTIVITY, "--out", str(tmp_path), program=interrupted_at_import("h5py"))
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert "interrupted" in clean(result)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_ctrl_c_before_the_first_checkpoint_does_not_point_to_checkpoints(tmp_path):
+    before_training = interrupted_at_import("matplotlib")  # the autoencoder's first figure
+    result = run_cli(*AUTOENCODER, "--out", str(tmp_path), program=before_training)
+    assert result.returncode == 130, result.stderr[-3000:]
+    stderr = clean(result)
+    assert "interrupted" in stderr
+    assert "checkpoints are in" not in stderr and "--resume" not in stderr
+
+    # With a checkpoint from an earlier run, the message says where it is.
+    assert run_cli(*AUTOENCODER, "--epochs", "1", "--out", str(tmp_path)).returncode == 0
+    again = run_cli(
+        *AUTOENCODER, "--epochs", "2", "--resume", "--out", str(tmp_path), program=before_training
+    )
+    assert again.returncode == 130, again.stderr[-3000:]
+    stderr = clean(again)
+    assert f"the last checkpoints are in {tmp_path}" in stderr and "--resume" in stderr
 
 
 # --- divergence -----------------------------------------------------------------------------
@@ -248,6 +284,33 @@ def test_divergence_after_a_checkpoint_keeps_it_intact(tmp_path):
     assert result.returncode == 3
     stderr = clean(result)
     assert "at epoch 2, batch" in stderr and "--clip" in stderr and "--lr" in stderr
+    assert f"last good checkpoint (end of epoch 1) is kept in {checkpoint}" in stderr
+    assert checkpoint.read_bytes() == before
+
+
+# One batch per epoch (288 series): its loss is computed before the step that --lr 1e30
+# turns into huge but finite parameters, so only the validation loss after it is NaN.
+ONE_BATCH = [
+    *["activity", "--quick", "--cell", "rnn", "--recurrent-size", "4", "--batch-size", "512"],
+    *["--clip", "0", "--no-progress"],
+]
+
+
+def test_a_nan_validation_loss_is_a_divergence_that_keeps_the_last_checkpoint(tmp_path):
+    first_epoch = run_cli(*ONE_BATCH, "--epochs", "1", "--lr", "1e30", "--out", str(tmp_path))
+    assert first_epoch.returncode == 3, first_epoch.stderr[-3000:]
+    stderr = clean(first_epoch)
+    assert "error: activity rnn diverged: the validation loss became nan after epoch 1" in stderr
+    assert "No checkpoint was written" in stderr
+    assert not list(tmp_path.glob("resume/*.npz")) and not (tmp_path / "metrics.json").exists()
+
+    assert run_cli(*ONE_BATCH, "--epochs", "1", "--out", str(tmp_path)).returncode == 0
+    checkpoint = tmp_path / "resume" / "activity_rnn.npz"
+    before = checkpoint.read_bytes()
+    later = run_cli(*ONE_BATCH, "--epochs", "2", "--lr", "1e30", "--resume", "--out", str(tmp_path))
+    assert later.returncode == 3, later.stderr[-3000:]
+    stderr = clean(later)
+    assert "the validation loss became nan after epoch 2" in stderr
     assert f"last good checkpoint (end of epoch 1) is kept in {checkpoint}" in stderr
     assert checkpoint.read_bytes() == before
 
@@ -300,6 +363,110 @@ def test_an_unreadable_checkpoint_is_refused_saying_how_to_start_afresh(tmp_path
         assert f"error: {checkpoint}: not a readable .npz checkpoint" in stderr
         assert "remove it" in stderr and "afresh" in stderr
     assert checkpoint.read_bytes() == b"PK\x03\x04 cut short", "never delete what is unreadable"
+
+
+TINY = [*ACTIVITY, "--recurrent-size", "4"]  # checkpoints of a few KB
+
+
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory) -> bytes:
+    """The checkpoint of a finished one-epoch TINY run."""
+    out = tmp_path_factory.mktemp("one_epoch")
+    assert run_cli(*TINY, "--epochs", "1", "--out", str(out)).returncode == 0
+    return (out / "resume" / "activity_rnn.npz").read_bytes()
+
+
+def tiny_run_checkpoint(out: Path, content: bytes) -> Path:
+    checkpoint = out / "resume" / "activity_rnn.npz"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(content)
+    return checkpoint
+
+
+def rewrite(path: Path, change) -> None:
+    """Apply ``change`` to a checkpoint's arrays (meta as a dict) and write it back."""
+    arrays = read_arrays(path)
+    meta = json.loads(str(arrays["meta"]))
+    change(arrays, meta)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+
+
+def set_entry(name: str, value: float, dtype: str = "float32"):
+    def change(arrays, meta):
+        key = name if name in arrays else sorted(k for k in arrays if k.startswith(name))[0]
+        arrays[key] = arrays[key].astype(dtype)
+        arrays[key].flat[0] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, epochs, entry, problem",
+    [
+        # finite in float64, infinite in the run's float32: it used to load as inf (exit 0)
+        (
+            set_entry("model/", 1e300, "float64"),
+            "1",
+            "model/",
+            "holds 1e+300 at index (0,), beyond the range of the run's float32",
+        ),
+        # a momentum buffer: it used to be trained on and blamed on --lr (exit 3)
+        (
+            set_entry("optimizer/velocity.0", np.nan),
+            "2",
+            "optimizer/velocity.0",
+            "holds a NaN or infinite value: nan at index (0, 0)",
+        ),
+        (
+            set_entry("optimizer/velocity.1", -np.inf),
+            "2",
+            "optimizer/velocity.1",
+            "holds a NaN or infinite value: -inf at index (0, 0)",
+        ),
+    ],
+    ids=["model-1e300", "velocity-nan", "velocity-inf"],
+)
+def test_a_checkpoint_value_the_runs_dtype_cannot_hold_is_refused_naming_the_entry(
+    tmp_path, one_epoch, change, epochs, entry, problem
+):
+    checkpoint = tiny_run_checkpoint(tmp_path, one_epoch)
+    rewrite(checkpoint, change)
+    result = run_cli(*TINY, "--epochs", epochs, "--resume", "--out", str(tmp_path))
+    assert result.returncode == 2, result.stderr[-3000:]
+    stderr = clean(result)
+    assert f"error: {checkpoint}: entry '{entry}" in stderr and problem in stderr
+
+
+def test_stopped_early_on_a_run_without_early_stopping_is_refused(tmp_path, one_epoch):
+    checkpoint = tiny_run_checkpoint(tmp_path, one_epoch)
+    rewrite(checkpoint, lambda arrays, meta: meta["history"].update(stopped_early=True))
+    result = run_cli(*TINY, "--epochs", "3", "--resume", "--out", str(tmp_path))
+    assert result.returncode == 2, result.stderr[-3000:]  # it used to skip training, exit 0
+    stderr = clean(result)
+    assert f"error: {checkpoint}: history 'stopped_early' is true" in stderr
+    assert "no early stopping" in stderr
+
+
+def test_a_resume_folder_linking_outside_out_is_refused_and_nothing_there_is_deleted(
+    tmp_path, one_epoch
+):
+    # A finished run's checkpoint and a leftover temporary file: both are deleted when
+    # they are in OUT/resume itself.
+    elsewhere = tmp_path / "elsewhere"
+    leftover = elsewhere / "resume" / ".activity_rnn.npz.x1y2.tmp"
+    kept = {tiny_run_checkpoint(elsewhere, one_epoch): one_epoch, leftover: b"someone's file"}
+    leftover.write_bytes(kept[leftover])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "resume").symlink_to(elsewhere / "resume")
+    for resume in ([], ["--resume"]):
+        result = run_cli(*TINY, "--epochs", "1", "--out", str(out), *resume)
+        assert result.returncode == 2, result.stderr[-3000:]
+        stderr = clean(result)
+        assert f"error: {out / 'resume'} leads to {elsewhere / 'resume'}, outside --out" in stderr
+        for path, content in kept.items():
+            assert path.read_bytes() == content, f"{path} was changed or deleted"
 
 
 def test_resume_needs_out(capsys):
