@@ -10,6 +10,7 @@ array([[2., 4.]], dtype=float32)
 from . import ops
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
 from .backend import Backend, DeviceError, get_backend
+from .compiler import compile
 from .gradcheck import GradcheckError, gradcheck
 from .ops import (
     REGISTRY,
@@ -51,6 +52,7 @@ from .ops import (
     where,
 )
 from .tensor import Tensor, is_grad_enabled, no_grad, ones, zeros
+from .tracing import TraceError
 
 __all__ = [
     "AnomalyError",
@@ -59,11 +61,13 @@ __all__ = [
     "GradcheckError",
     "REGISTRY",
     "Tensor",
+    "TraceError",
     "abs",
     "add",
     "argmax",
     "astype",
     "clip",
+    "compile",
     "concat",
     "concatenate",
     "detect_anomaly",
