@@ -7,7 +7,9 @@ keeps the order of every operation; to 1e-12 in float64 where it reorders a sum)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import operator
 
 import numpy as np
 import pytest
@@ -17,8 +19,10 @@ from hypothesis import strategies as st
 import tinygrad_ee as tg
 from models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
 from tinygrad_ee import REGISTRY, nn, optim
+from tinygrad_ee.backend import _BACKENDS, NumpyBackend
 from tinygrad_ee.program import Options
 from tinygrad_ee.strategies import arrays, op_cases
+from tinygrad_ee.tracing import setitem
 
 MODELS = ["autoencoder", "language_model", "rnn", "lstm", "gru"]
 RECURRENT = {"rnn", "lstm", "gru"}
@@ -339,3 +343,89 @@ def test_random_programs_replay_like_eager(data):
         for c, e in zip(compiled, eager):
             np.testing.assert_allclose(c.numpy(), e.numpy(), rtol=1e-12, atol=1e-12)
     assert step.traces == 1
+
+
+# --- GPU paths, emulated on the CPU ----------------------------------------------------------
+class FakeGraph:
+    """A launch recomputes the captured work into the arrays it used when captured."""
+
+    def __init__(self, run, env):
+        self.run, self.env, self.captured = run, env, dict(env)
+
+    def launch(self):
+        self.run()
+        for key, array in list(self.env.items()):
+            old = self.captured.get(key)
+            if isinstance(old, np.ndarray) and old is not array:
+                old[...] = array
+                self.env[key] = old
+
+
+class FakeGraphs:
+    """CUDA graphs, emulated: capturing runs the work (so that its arrays exist) but
+    leaves every array as it was, as a capture that only records kernels would."""
+
+    @contextlib.contextmanager
+    def recording(self):
+        yield
+
+    def capture(self, run, env):
+        arrays = [(a, a.copy()) for a in env.values() if isinstance(a, np.ndarray)]
+        run()
+        for array, contents in arrays:
+            array[...] = contents
+        return FakeGraph(run, env)
+
+
+class FakeGPU(NumpyBackend):
+    """NumPy with the GPU's program paths: 'fused' chains (run op by op) and graphs
+    that, like CuPy's, cannot hold matrix products."""
+
+    device = "fakegpu"
+
+    def fuse(self, function):
+        return function
+
+    def fusable(self, fn):
+        return self.can_alias(fn) and fn is not setitem
+
+    def capturable(self, fn):
+        return fn not in (np.matmul, operator.matmul)
+
+    def graphs(self):
+        return FakeGraphs()
+
+
+@pytest.fixture
+def fake_gpu():
+    backend = _BACKENDS["fakegpu"] = FakeGPU()
+    yield backend
+    del _BACKENDS["fakegpu"]
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_fused_and_graph_replay_equal_eager(fake_gpu, kind):
+    eager, eager_losses, _ = train(kind, "float64", "cpu", compiled=False, steps=8)
+    compiled, losses, step = train(kind, "float64", fake_gpu, True, steps=8, stack_products=False)
+    assert losses == eager_losses
+    assert_same_parameters(eager, compiled)
+    program = step.program()
+    assert program.run.failure is None  # it ran as graphs, not as the plain fallback
+    assert sum(kind == "segment" for kind, _ in program.run.steps) >= 2
+    assert "fused" in program.source
+
+
+def test_a_changed_learning_rate_recaptures_the_graphs(fake_gpu):
+    model, _, step = train("rnn", "float64", fake_gpu, True, steps=3)
+    first = step.program().run.launch
+    step.fn.optimizer.lr = 0.0  # baked into the kernels: the graphs are captured again
+    batch = next(batches("rnn", "float64", fake_gpu, 1, seed=4))
+    before = model.state_dict()
+    step(*batch)
+    assert step.program().run.launch is not first
+    step.fn.optimizer.momentum = 0.0
+    step(*batch)
+    after = model.state_dict()
+    assert not all(np.array_equal(before[k], after[k]) for k in before)  # momentum still moved
+    step(*batch)
+    assert all(np.array_equal(after[k], v) for k, v in model.state_dict().items())

@@ -17,6 +17,7 @@ Device strings:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import math
@@ -173,6 +174,23 @@ class Backend:
         return frozenset(f for f in functions if f is not None)
 
     supports_out = False  # whether a replay may write results into given arrays
+    # A compiled step's elementwise chains: fuse(python_function) -> one kernel doing
+    # the same (None: not fused); fusable(fn): whether fn may be part of such a chain.
+    fuse: Any = None
+
+    def fusable(self, fn: Any) -> bool:
+        return False
+
+    def graphs(self) -> Any:
+        """Device graphs for one compiled program (captured.py), or None: ``recording()``
+        (a context for warming up and capturing), ``capture(run, env)`` (a graph of
+        the work ``run()`` queues; ``env``: the arrays it reads and writes, by name) and
+        the graph's ``launch()``."""
+        return None
+
+    def capturable(self, fn: Any) -> bool:
+        """Whether a call of ``fn`` can be captured into a device graph."""
+        return True
 
     def is_add(self, fn: Any) -> bool:
         return fn is operator.add or fn is getattr(self.xp, "add", None)
@@ -503,6 +521,26 @@ class CupyBackend(Backend):
     def can_alias(self, fn):
         return _elementwise(self._cupy, fn)
 
+    # Compiled steps: elementwise chains fused into one kernel each (cupy.fuse), and
+    # the replay captured as CUDA graphs. CuPy refuses cuBLAS calls during stream
+    # capture ("calling cuBLAS API during stream capture is currently unsupported",
+    # CuPy 14), so products run between the graphs.
+    def fuse(self, function):
+        return self._cupy.fuse(kernel_name=function.__name__)(function)
+
+    def fusable(self, fn):
+        return (
+            (fn in _ARITHMETIC and fn is not operator.matmul)
+            or (_elementwise(self._cupy, fn) and fn is not _setitem())
+            or fn is self._cupy.where
+        )
+
+    def capturable(self, fn):
+        return fn not in (self._cupy.matmul, operator.matmul, self._cupy.dot)
+
+    def graphs(self):
+        return _CudaGraphs(self._cupy)
+
     def scatter_add(self, shape, indices, values):
         # cupy.add.at runs atomic adds: float32, float64 (and int32/int64, uint32,
         # uint64) are supported; float16 is not.
@@ -510,6 +548,31 @@ class CupyBackend(Backend):
             out = self._cupy.zeros(shape, dtype=values.dtype)
             self._cupy.add.at(out, indices, values)
         return out
+
+
+class _CudaGraphs:
+    """CUDA graphs for one compiled program (see `Backend.graphs`). The program's arrays
+    come from a memory pool of its own while it is warmed up and captured: memory a
+    graph uses is never handed to anyone else."""
+
+    def __init__(self, cupy: Any) -> None:
+        self._cupy = cupy
+        self._pool = cupy.cuda.MemoryPool()
+        self._stream = cupy.cuda.Stream(non_blocking=True)  # capture needs its own stream
+
+    @contextlib.contextmanager
+    def recording(self):
+        with self._cupy.cuda.using_allocator(self._pool.malloc), self._stream:
+            yield
+        self._stream.synchronize()
+
+    def capture(self, run, env):
+        self._stream.begin_capture()
+        try:
+            run()
+        finally:
+            graph = self._stream.end_capture()
+        return graph  # launch() runs it on the current stream
 
 
 _BACKENDS: dict[str, Backend] = {}

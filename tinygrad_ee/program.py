@@ -29,6 +29,7 @@ optimised program against the plain one:
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -283,6 +284,98 @@ def _stacked_sum(ins: Instruction, parts: list, stackable: list, xp: Any) -> lis
     return new
 
 
+def fuse_elementwise(
+    instructions: list[Instruction], outputs: list[Value], backend: Any, minimum: int = 2
+) -> list[Instruction]:
+    """Turn each run of at least ``minimum`` consecutive elementwise instructions into one
+    call of a function the backend fuses (one GPU kernel instead of one per operation).
+    Only the run's results needed after it leave the kernel."""
+    users: dict[Value, set[int]] = {}
+    for i, ins in enumerate(instructions):
+        for value in values_in((ins.args, ins.kwargs)):
+            users.setdefault(value, set()).add(i)
+    needed_at_end = set(outputs)
+
+    def fusable(ins: Instruction) -> bool:
+        return (
+            ins.out is not None
+            and ins.out.shape is not None
+            and not ins.kwargs
+            and backend.fusable(ins.fn)
+            and all(isinstance(a, Value) or type(a) in (int, float, bool) for a in ins.args)
+        )
+
+    result, run = [], []
+    for i, ins in enumerate([*instructions, None]):
+        if ins is not None and fusable(ins):
+            run.append(i)
+            continue
+        if len(run) >= minimum:
+            result.extend(_fused(instructions, run, users, needed_at_end, backend))
+        else:
+            result.extend(instructions[j] for j in run)
+        run = []
+        if ins is not None:
+            result.append(ins)
+    return result
+
+
+def _fused(instructions, run, users, needed_at_end, backend) -> list[Instruction]:
+    group = [instructions[j] for j in run]
+    made = {ins.out for ins in group}
+    inputs = list(dict.fromkeys(v for ins in group for v in values_in(ins.args) if v not in made))
+    leaving = [
+        ins.out
+        for ins in group
+        if ins.out in needed_at_end or any(j not in run for j in users.get(ins.out, ()))
+    ]
+    names = Names()
+    local = {v: f"a{k}" for k, v in enumerate(inputs)}
+    local.update({ins.out: f"t{k}" for k, ins in enumerate(group)})
+    body = []
+    for ins in group:
+        args = ", ".join(local[a] if isinstance(a, Value) else repr(a) for a in ins.args)
+        body.append(f"{local[ins.out]} = {names.of(ins.fn, 'f')}({args})")
+    body.append("return (" + "".join(f"{local[v]}, " for v in leaving) + ")")
+    name = f"fused_{next(_counter)}"
+    signature = [local[v] for v in inputs] + [f"{n}={n}" for n in names.bound]
+    source = f"def {name}({', '.join(signature)}):\n" + "".join(f"    {b}\n" for b in body)
+    namespace = dict(names.bound)
+    exec(compile(source, f"<{name}>", "exec"), namespace)  # noqa: S102
+    plain = namespace[name]
+    kernel = _Fused(plain, backend.fuse(plain), [v.dtype for v in leaving])
+    together = Value(next(_counter), "op", None, None)
+    fused = [Instruction(kernel, tuple(inputs), {}, together, f"fused {len(group)} ops")]
+    for k, value in enumerate(leaving):
+        fused.append(Instruction(operator.getitem, (together, k), {}, value, "fused output"))
+    return fused
+
+
+class _Fused:
+    """A fused kernel that falls back, once and for good, to running its operations one
+    by one if the library cannot build it or it computes other dtypes (its reason is
+    kept in ``failure``)."""
+
+    def __init__(self, plain: Callable, fused: Callable, dtypes: list) -> None:
+        self.plain, self.fused, self.dtypes = plain, fused, dtypes
+        self.checked = False
+        self.failure: str | None = None
+
+    def __call__(self, *args: Any) -> tuple:
+        if self.checked:
+            return self.fused(*args)
+        self.checked = True
+        try:
+            results = self.fused(*args)
+            if [r.dtype for r in results] != self.dtypes:
+                raise TypeError(f"dtypes {[r.dtype for r in results]}, expected {self.dtypes}")
+        except Exception as error:  # the library's own errors, whatever their type
+            self.failure = f"{type(error).__name__}: {error}"
+            self.fused = self.plain
+            results = self.plain(*args)
+        return results
+
+
 # --- buffers ------------------------------------------------------------------------------
 def _last_uses(instructions: list[Instruction], outputs: list[Value]) -> dict[Value, int]:
     """Index of the last instruction that needs each value (len(instructions) for
@@ -302,7 +395,7 @@ def _last_uses(instructions: list[Instruction], outputs: list[Value]) -> dict[Va
 
 
 @dataclass
-class _Plan:
+class Plan:
     """Where each result is written: a name in the generated code (a buffer ``b3``, a
     parameter's own array, or a dead argument's array), or absent (the call allocates)."""
 
@@ -318,11 +411,11 @@ def plan_buffers(
     targets: list[tuple[str, Value, Value | None]],
     backend: Any,
     reuse: bool,
-) -> _Plan:
+) -> Plan:
     """Choose where each result goes. ``targets``: (name of a tensor's own array, the
     value to write there, the value it holds on entry or None). A target receives its
     value directly when its old contents are dead by then, else by a copy at the end."""
-    plan = _Plan()
+    plan = Plan()
     last = _last_uses(instructions, outputs)
     target_of = {value: (name, entry) for name, value, entry in targets}
     pinned: set[Value] = set()
@@ -396,12 +489,17 @@ def _can_overwrite(ins: Instruction, arg: Any, i: int, last: dict, backend: Any)
 
 
 # --- the generated function -------------------------------------------------------------------
-class _Names:
+class Names:
     """Names for the objects the generated code uses, bound as default arguments."""
 
     def __init__(self) -> None:
         self.bound: dict[str, Any] = {}
         self._by_id: dict[int, str] = {}
+
+    def bind(self, bound: dict[str, Any]) -> None:
+        """Take over names given already (another function of the same program)."""
+        self.bound.update(bound)
+        self._by_id.update({id(obj): name for name, obj in bound.items()})
 
     def of(self, obj: Any, prefix: str) -> str:
         name = self._by_id.get(id(obj))
@@ -411,17 +509,19 @@ class _Names:
         return name
 
 
-def _literal(x: Any, names: _Names) -> str:
+def _literal(x: Any, names: Names, ref: Callable[[str], str] = str) -> str:
+    """Python source for an argument: values by name (``ref`` turns a value's name into
+    the expression that reads it), literals as themselves, other objects bound."""
     if isinstance(x, Value):
         if x.kind == "const":
             return names.of(x.constant, "c")
-        return repr(x)
+        return ref(repr(x))
     if type(x) is tuple:
-        return "(" + "".join(_literal(item, names) + ", " for item in x) + ")"
+        return "(" + "".join(_literal(item, names, ref) + ", " for item in x) + ")"
     if type(x) is list:
-        return "[" + ", ".join(_literal(item, names) for item in x) + "]"
+        return "[" + ", ".join(_literal(item, names, ref) for item in x) + "]"
     if type(x) is dict:
-        return "{" + ", ".join(f"{k!r}: {_literal(v, names)}" for k, v in x.items()) + "}"
+        return "{" + ", ".join(f"{k!r}: {_literal(v, names, ref)}" for k, v in x.items()) + "}"
     if x is None or x is Ellipsis or type(x) in (bool, int, str):
         return repr(x)
     if type(x) is float and x == x and abs(x) != float("inf"):
@@ -429,30 +529,40 @@ def _literal(x: Any, names: _Names) -> str:
     return names.of(x, "k")
 
 
+def statement(
+    ins: Instruction, names: Names, plan: Plan, backend: Any, ref: Callable[[str], str] = str
+) -> str:
+    """One instruction as a line of Python (a check: the test, without raising)."""
+    args = [_literal(a, names, ref) for a in ins.args]
+    if ins.out is None:
+        return args[0]
+    args += [f"{k}={_literal(v, names, ref)}" for k, v in ins.kwargs.items()]
+    storage = plan.storage.get(ins.out)
+    fn = ins.fn
+    if storage is not None:
+        fn = backend.with_out(fn)
+        args.append(f"out={storage if storage.startswith('b') else ref(storage)}")
+    return f"{ref(repr(ins.out))} = {names.of(fn, 'f')}({', '.join(args)})  # {ins.name}"
+
+
 def generate(
     instructions: list[Instruction],
     parameters: list[Value],
     target_parameters: list[str],
-    plan: _Plan,
+    plan: Plan,
     returned: list[Value],
     backend: Any,
 ) -> tuple[str, dict[str, Any]]:
     """The source of ``replay(*parameters)`` and the objects it binds."""
-    names = _Names()
+    names = Names()
     body = []
     for ins in instructions:
-        args = [_literal(a, names) for a in ins.args]
+        line = statement(ins, names, plan, backend)
         if ins.out is None:  # a check
             error = names.of(ins.error, "e")
-            body.append(f"if not {args[0]}: raise {error}({', '.join(args[1:])})")
-            continue
-        args += [f"{k}={_literal(v, names)}" for k, v in ins.kwargs.items()]
-        storage = plan.storage.get(ins.out)
-        fn = ins.fn
-        if storage is not None:
-            fn = backend.with_out(fn)
-            args.append(f"out={storage}")
-        body.append(f"{ins.out!r} = {names.of(fn, 'f')}({', '.join(args)})  # {ins.name}")
+            args = ", ".join(_literal(a, names) for a in ins.args[1:])
+            line = f"if not {line}: raise {error}({args})"
+        body.append(line)
     copy = names.of(backend.copy_into, "f")
     for target, value in plan.copies:
         body.append(f"{copy}({target}, {_literal(value, names)})")
@@ -462,14 +572,16 @@ def generate(
         (f"{copied}({_literal(v, names)})" if v.views else _literal(v, names)) for v in returned
     ]
     body.append("return (" + "".join(f"{o}, " for o in outputs) + ")")
-    buffers = {
-        f"b{i}": backend.empty(shape, dtype) for i, (shape, dtype) in enumerate(plan.buffers)
-    }
-    bound = {**names.bound, **buffers}
+    bound = {**names.bound, **allocate(plan, backend)}
     signature = [repr(v) for v in parameters] + target_parameters
     signature += [f"{name}={name}" for name in bound]
     source = f"def replay({', '.join(signature)}):\n" + "".join(f"    {line}\n" for line in body)
     return source, bound
+
+
+def allocate(plan: Plan, backend: Any) -> dict[str, Any]:
+    """The plan's buffers, by name."""
+    return {f"b{i}": backend.empty(shape, dtype) for i, (shape, dtype) in enumerate(plan.buffers)}
 
 
 def build(
@@ -498,10 +610,19 @@ def build(
         instructions = stack_products(instructions, backend)
     if options.dead_code:
         instructions = eliminate_dead_code(instructions, outputs)
+    if options.fuse and backend.fuse is not None:
+        instructions = fuse_elementwise(instructions, outputs, backend)
     reuse = options.reuse_buffers and backend.supports_out
     plan = plan_buffers(instructions, outputs, set(returned), targets, backend, reuse)
     source, bound = generate(instructions, parameters, target_parameters, plan, returned, backend)
     namespace = dict(bound)
     exec(compile(source, "<compiled step>", "exec"), namespace)  # noqa: S102
     buffers = [array for name, array in bound.items() if name.startswith("b")]
-    return Replay(namespace["replay"], source, instructions, buffers, bound)
+    run = namespace["replay"]
+    if options.cuda_graph and backend.graphs() is not None:
+        from .captured import GraphReplay  # it builds on this module
+
+        run = GraphReplay(
+            run, instructions, parameters, target_parameters, plan, returned, backend, bound
+        )
+    return Replay(run, source, instructions, buffers, bound)
