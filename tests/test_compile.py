@@ -13,6 +13,7 @@ import operator
 
 import numpy as np
 import pytest
+from conftest import CUDA_MISSING
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -429,3 +430,18 @@ def test_a_changed_learning_rate_recaptures_the_graphs(fake_gpu):
     assert not all(np.array_equal(before[k], after[k]) for k in before)  # momentum still moved
     step(*batch)
     assert all(np.array_equal(after[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.skipif(CUDA_MISSING is not None, reason=f"no CUDA: {CUDA_MISSING}")
+@pytest.mark.parametrize("kind", MODELS)
+def test_cuda_fused_graph_replay_equals_eager(kind):
+    """On a real GPU: fused kernels and CUDA graphs, against eager CuPy (fused kernels
+    may round differently: compared to 1e-10 in float64)."""
+    eager, eager_losses, _ = train(kind, "float64", "cuda", compiled=False, steps=8)
+    compiled, losses, step = train(kind, "float64", "cuda", True, steps=8, stack_products=False)
+    np.testing.assert_allclose(losses, eager_losses, rtol=1e-10)
+    assert_same_parameters(eager, compiled, tolerance=1e-10)
+    program = step.program()
+    assert program.run.failure is None, program.run.failure
+    failures = [f.failure for f in program.bound.values() if getattr(f, "failure", None)]
+    assert not failures, failures
