@@ -6,6 +6,8 @@ concatenated (3D) -> P sigmoid units -> a softmax over the vocabulary.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from tinygrad_ee import Tensor, nn, no_grad
@@ -55,8 +57,11 @@ class FourGramLanguageModel(nn.Module):
     def top_k(self, context: Tensor, k: int = 10):
         """The k most probable next words, most probable first.
 
-        Returns host arrays (indices (N, k) int, probabilities (N, k) float).
+        Returns host arrays (indices (N, k) int, probabilities (N, k) float). ``k`` must
+        be a positive integer; a k above the vocabulary size gives all V words, (N, V).
         """
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"top_k: k must be a positive integer, got {k!r}")
         with no_grad():
             probabilities = self.logits(context).softmax(axis=1).numpy()
         order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]

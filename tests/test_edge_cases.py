@@ -1,5 +1,6 @@
 """Edge cases an op's property test does not reach: index dtypes, bad indices and axes,
-devices in comparisons, casts, iteration, and clear errors for model inputs."""
+devices in comparisons, casts, iteration, calling conventions, copies of the caller's
+arrays, and clear errors for model inputs."""
 
 import types
 
@@ -9,6 +10,7 @@ import pytest
 import tinygrad_ee as tg
 from models import FourGramLanguageModel, SequenceClassifier
 from tinygrad_ee import backend as backend_module
+from tinygrad_ee import nn
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "int16", "int32", "int64"])
@@ -127,3 +129,89 @@ def test_cupy_namespace_has_a_bool_dtype_even_on_cupy_13():
         bool_=np.bool_,
     )
     assert backend_module._cupy_namespace(legacy).bool is np.bool_
+
+
+# --- calling conventions, casts, indices, copies ----------------------------------------
+def test_split_and_unbind_take_their_arguments_by_position(device):
+    x = tg.Tensor(np.arange(12.0).reshape(2, 6), requires_grad=True, device=device)
+    halves = tg.split(x, 2, 1)
+    assert [piece.shape for piece in halves] == [(2, 3), (2, 3)]
+    np.testing.assert_array_equal(halves[1].numpy(), [[3, 4, 5], [9, 10, 11]])
+    assert [piece.shape for piece in tg.split(x, [1, 5], axis=1)] == [(2, 1), (2, 5)]
+    columns = tg.unbind(x, 1)
+    assert len(columns) == 6 and columns[2].shape == (2,)
+    (halves[0].sum() + columns[5].sum()).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[1, 1, 1, 0, 0, 1]] * 2)
+
+
+def test_split_refuses_extra_or_repeated_arguments():
+    x = tg.Tensor(np.zeros((2, 4)))
+    with pytest.raises(TypeError, match=r"split: takes a tensor and at most 2 more arguments"):
+        tg.split(x, 2, 1, 0)
+    with pytest.raises(TypeError, match=r"split: 'sections' given both by position and by name"):
+        tg.split(x, 2, sections=2)
+
+
+@pytest.mark.parametrize(
+    "dtype, shown",
+    [(object, "object"), (np.dtype("O"), "object"), (np.str_, "str_"), (float, "float")],
+)
+def test_astype_refuses_dtypes_that_are_not_numbers_or_bools(device, dtype, shown):
+    x = tg.Tensor(np.arange(3.0), requires_grad=True, device=device)
+    with pytest.raises(TypeError, match=rf"astype: dtype must be a number or bool .*got {shown}"):
+        x.astype(dtype)
+    with pytest.raises(TypeError, match="astype: dtype must be"):
+        tg.astype(x, dtype=dtype)
+
+
+def test_numpy_integers_index_like_python_ints(device):
+    x = tg.Tensor(np.arange(12.0).reshape(3, 4), requires_grad=True, device=device)
+    for one, other in [(np.int64(1), 1), (np.uint8(2), 2), (np.int32(-1), -1)]:
+        np.testing.assert_array_equal(x[one].numpy(), x[other].numpy())
+    np.testing.assert_array_equal(x[np.int16(1), np.int64(3)].numpy(), 7.0)
+    np.testing.assert_array_equal(x[np.int64(1) :, np.int8(0)].numpy(), [4.0, 8.0])
+    x[np.int64(2)].sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[0] * 4, [0] * 4, [1] * 4])
+
+
+@pytest.mark.parametrize("index", [True, np.bool_(False), 1.0, (0, True)])
+def test_bools_and_floats_are_not_indices(index):
+    # NumPy would read True as a new axis of length 1.
+    with pytest.raises(TypeError, match="index entries must be ints"):
+        tg.Tensor(np.zeros((2, 2)))[index]
+
+
+@pytest.mark.parametrize("dtype", [None, "float32"])
+def test_a_tensor_never_shares_memory_with_the_callers_array(device, dtype):
+    array = np.arange(4.0)
+    x = tg.Tensor(array, dtype=dtype, device=device)
+    p = nn.Parameter(array, device=device)
+    array[0] = 99.0  # changing the caller's array changes neither
+    np.testing.assert_array_equal(x.numpy(), [0, 1, 2, 3])
+    np.testing.assert_array_equal(p.numpy(), [0, 1, 2, 3])
+    if device == "cpu":  # and an update of the tensor in place (NumPy allows it) spares it
+        p.data += 1
+        assert array[1] == 1.0
+
+
+def test_a_backward_seed_from_the_caller_is_copied(device):
+    x = tg.Tensor(np.zeros(3), requires_grad=True, device=device)
+    seed = np.ones(3)
+    x.backward(seed)  # a leaf: the seed becomes its gradient
+    seed[0] = 99.0
+    np.testing.assert_array_equal(x.grad.numpy(), [1, 1, 1])
+
+
+def test_top_k_refuses_k_below_one_and_gives_every_word_for_k_above_the_vocabulary():
+    model = FourGramLanguageModel(vocab_size=5, embedding_dim=2, hidden_size=3)
+    context = tg.Tensor(np.array([[0, 1, 2], [4, 4, 4]]))
+    for bad in [0, -1, 2.5, True, "3"]:
+        with pytest.raises(ValueError, match=r"top_k: k must be a positive integer"):
+            model.top_k(context, bad)
+    words, probabilities = model.top_k(context, 7)
+    assert words.shape == probabilities.shape == (2, 5)
+    assert (np.sort(words, axis=1) == np.arange(5)).all()  # every word, once
+    assert (np.diff(probabilities, axis=1) <= 0).all()  # most probable first
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    top2, _ = model.top_k(context, np.int64(2))
+    np.testing.assert_array_equal(top2, words[:, :2])

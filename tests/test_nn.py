@@ -2,6 +2,8 @@
 
 import doctest
 import math
+import re
+import warnings
 
 import numpy as np
 import pytest
@@ -178,6 +180,34 @@ def test_load_refuses_non_numeric_values_and_changes_nothing(device, bad):
     ):
         block.load_state_dict(state)
     _assert_unchanged(block, original)
+
+
+@pytest.mark.parametrize(
+    "bad, shown", [(1e300, "1e+300"), (-1e39, "-1e+39"), (np.nan, "nan"), (np.inf, "inf")]
+)
+def test_load_refuses_values_the_parameters_dtype_cannot_hold_and_changes_nothing(
+    device, bad, shown
+):
+    # 1e300 is finite in the float64 state but infinite once cast to a float32 parameter.
+    block = Block(device)
+    original = block.state_dict()
+    state = {name: value.astype(np.float64) + 1.0 for name, value in original.items()}
+    state["encoder.weight"][2, 1] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # refused, not loaded with an overflow warning
+        with pytest.raises(
+            ValueError,
+            match=rf"'encoder.weight' holds {re.escape(shown)} at index \(2, 1\), which is not "
+            "a finite float32 value",
+        ):
+            block.load_state_dict(state)
+    _assert_unchanged(block, original)
+
+
+def test_load_accepts_large_values_a_float64_parameter_holds(device):
+    layer = nn.Linear(1, 1, dtype="float64", device=device)
+    layer.load_state_dict({"weight": np.array([[1e300]]), "bias": np.array([-1e300])})
+    assert layer.weight.numpy()[0, 0] == 1e300 and layer.bias.numpy()[0] == -1e300
 
 
 def test_load_lists_every_problem_at_once():

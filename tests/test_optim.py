@@ -258,6 +258,9 @@ def _broken(state, key, value):
         ("adam", "step.0", -1, r"'step.0' must be a non-negative integer, got -1"),
         ("adam", "step.1", 1.5, r"'step.1' must be a non-negative integer"),
         ("adam", "second_moment.1", np.zeros(3), r"'second_moment.1'.*expected \(2,\), got \(3,\)"),
+        ("sgd", "velocity.1", np.array([1e300, 0.0]), r"'velocity.1' holds 1e\+300 at index"),
+        ("adam", "first_moment.0", np.full((3, 2), np.nan), r"'first_moment.0' holds nan at"),
+        ("adam", "second_moment.1", np.array([0.0, np.inf]), r"not a finite float32 value"),
     ],
 )
 def test_load_errors_name_the_key_and_change_nothing(device, kind, key, value, message):

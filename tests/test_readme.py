@@ -1,7 +1,9 @@
-"""The README's examples run as written."""
+"""The README's examples run as written, and the functions it lists exist."""
 
 import re
 from pathlib import Path
+
+import tinygrad_ee as tg
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -21,3 +23,21 @@ def test_readme_model_example_runs():
     exec(compile(blocks[1], str(README), "exec"), namespace)
     assert namespace["model"].cell.hidden_weight.grad.shape == (128, 3 * 128)
     assert 0 < namespace["loss"].item() < 10
+
+
+def test_every_function_the_readme_lists_is_in_tinygrad_ee():
+    text = README.read_text()
+    start = text.index("):", text.index("- Ops (functions in `tinygrad_ee`"))
+    ops_list = text[start : text.index("\n- ", start)]
+    # Code spans of names ("exp log sqrt", "permute/transpose") or of calls
+    # ("split(x, 2)"), not the other examples ("x @ weight + bias").
+    names = set()
+    for span in re.findall(r"`([^`]+)`", ops_list):
+        call = re.fullmatch(r"([a-z_]+)\(.*\)", span, flags=re.S)
+        if call:
+            names.add(call.group(1))
+        elif re.fullmatch(r"[a-z_/\s]+", span):
+            names.update(name for name in re.split(r"[/\s]+", span) if name)
+    assert {"exp", "softplus", "log_sigmoid", "cross_entropy", "unbind"} <= names
+    missing = sorted(name for name in names if not callable(getattr(tg, name, None)))
+    assert not missing, f"README lists {missing} as functions of tinygrad_ee"

@@ -12,6 +12,7 @@ from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
 from .backend import Backend, DeviceError, get_backend
 from .compiler import compile
 from .gradcheck import GradcheckError, gradcheck
+from .nn import bernoulli_kl, cross_entropy  # the checked, user-facing versions
 from .ops import (
     REGISTRY,
     abs,
@@ -27,6 +28,7 @@ from .ops import (
     getitem,
     linear,
     log,
+    log_sigmoid,
     log_softmax,
     logsumexp,
     matmul,
@@ -40,6 +42,7 @@ from .ops import (
     reshape,
     sigmoid,
     softmax,
+    softplus,
     split,
     sqrt,
     stack,
@@ -66,10 +69,12 @@ __all__ = [
     "add",
     "argmax",
     "astype",
+    "bernoulli_kl",
     "clip",
     "compile",
     "concat",
     "concatenate",
+    "cross_entropy",
     "detect_anomaly",
     "div",
     "exp",
@@ -81,6 +86,7 @@ __all__ = [
     "is_grad_enabled",
     "linear",
     "log",
+    "log_sigmoid",
     "log_softmax",
     "logsumexp",
     "matmul",
@@ -96,6 +102,7 @@ __all__ = [
     "reshape",
     "sigmoid",
     "softmax",
+    "softplus",
     "split",
     "sqrt",
     "stack",

@@ -105,9 +105,10 @@ class Backend:
         return f"<{type(self).__name__} {self.device}>"
 
     # --- moving data -------------------------------------------------------
-    def asarray(self, data: Any, dtype: Any = None) -> Array:
-        """Array on this device from host data (list, scalar, NumPy array)."""
-        return self.xp.asarray(data, dtype=dtype)
+    def asarray(self, data: Any, dtype: Any = None, copy: bool | None = None) -> Array:
+        """Array on this device from host data (list, scalar, NumPy array). ``copy``: as
+        the standard's ``asarray`` (True: always a new array, None: when needed)."""
+        return self.xp.asarray(data, dtype=dtype, copy=copy)
 
     def to_host(self, array: Array) -> np.ndarray:
         """A NumPy copy of ``array``."""
@@ -335,8 +336,8 @@ class NumpyBackend(Backend):
         # id(matrix) -> (weak reference to it, its contiguous transpose or None)
         self._transposes: dict[int, tuple[weakref.ref, np.ndarray | None]] = {}
 
-    def asarray(self, data: Any, dtype: Any = None) -> Array:
-        return np.asarray(data, dtype=dtype)
+    def asarray(self, data: Any, dtype: Any = None, copy: bool | None = None) -> Array:
+        return np.asarray(data, dtype=dtype, copy=copy)
 
     def transposed_operand(self, matrix: np.ndarray) -> np.ndarray:
         # OpenBLAS multiplies by a transposed view of a float32 matrix about 1.5x more
@@ -440,8 +441,8 @@ class StrictBackend(Backend):
         self._device = names[device_name]
         self.device = "strict" if device_name == "CPU_DEVICE" else f"strict:{device_name}"
 
-    def asarray(self, data, dtype=None):
-        return self.xp.asarray(data, dtype=dtype, device=self._device)
+    def asarray(self, data, dtype=None, copy=None):
+        return self.xp.asarray(data, dtype=dtype, device=self._device, copy=copy)
 
     def to_host(self, array):
         return np.from_dlpack(array).copy()
@@ -499,9 +500,9 @@ class CupyBackend(Backend):
         self.device = f"cuda:{index}"
         self.supports_out = True
 
-    def asarray(self, data, dtype=None):
-        with self._gpu:
-            return self._cupy.asarray(data, dtype=dtype)
+    def asarray(self, data, dtype=None, copy=None):
+        with self._gpu:  # cupy.asarray has no copy argument; cupy.array copies when asked
+            return self._cupy.array(data, dtype=dtype, copy=bool(copy))
 
     def to_host(self, array):
         return self._cupy.asnumpy(array)

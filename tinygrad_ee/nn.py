@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np  # host copies for state dicts only, never tensor data
 
 from . import ops
-from .backend import Backend, get_backend
+from .backend import Backend, dtype_name, get_backend
 from .tensor import Tensor
 
 # --- parameters and modules -------------------------------------------------------------
@@ -139,10 +139,11 @@ class Module:
         """Copy values from ``state`` (name -> array) into the parameters.
 
         Everything is checked first: the keys must be exactly the parameter names,
-        each value numeric (integers or floats) with the parameter's shape. If
-        anything is wrong, a ValueError lists every problem and no parameter is
-        changed. Values are copied, converted to the parameter's dtype, onto its
-        device.
+        each value numeric (integers or floats) with the parameter's shape and finite
+        once converted to its dtype (no NaN or infinity, and nothing float32 cannot
+        hold, such as 1e300, into a float32 parameter). If anything is wrong, a
+        ValueError lists every problem and no parameter is changed. Values are copied,
+        converted to the parameter's dtype, onto its device.
         """
         parameters = dict(self.named_parameters())
         problems = _key_problems(expected=parameters, given=state)
@@ -150,7 +151,7 @@ class Module:
         for name, parameter in parameters.items():
             if name not in state:
                 continue
-            value, problem = _host_array(name, state[name], parameter.shape)
+            value, problem = _host_array(name, state[name], parameter.shape, parameter.dtype)
             if problem:
                 problems.append(problem)
             host_values[name] = value
@@ -173,9 +174,12 @@ def _key_problems(expected: Mapping[str, Any], given: Mapping[str, Any]) -> list
 
 
 def _host_array(
-    key: str, value: Any, expected_shape: tuple[int, ...]
+    key: str, value: Any, expected_shape: tuple[int, ...], dtype: Any
 ) -> tuple[np.ndarray | None, str | None]:
-    """``value`` as a fresh NumPy array, or a message saying why it cannot be used.
+    """``value`` as a fresh NumPy array of ``dtype`` (a tensor's dtype, on any backend),
+    or a message saying why it cannot be used: not numbers, the wrong shape, or a value
+    that is not finite once in ``dtype`` (NaN, infinity, or out of its range, as 1e300
+    is for float32: checked after the cast, which would make it infinity).
 
     A copy, so that changing the caller's array later cannot change a parameter.
     """
@@ -192,7 +196,16 @@ def _host_array(
             None,
             f"{key!r} has the wrong shape: expected {tuple(expected_shape)}, got {array.shape}",
         )
-    return array, None
+    target = np.dtype(dtype_name(dtype))
+    with np.errstate(over="ignore", invalid="ignore"):  # found just below, by the key
+        cast = array.astype(target)
+    if target.kind == "f" and not np.isfinite(cast).all():
+        where = np.unravel_index(int(np.argmin(np.isfinite(cast))), cast.shape)
+        return None, (
+            f"{key!r} holds {array[where].item()!r} at index {tuple(int(i) for i in where)}, "
+            f"which is not a finite {target} value (parameters and optimiser state must be)"
+        )
+    return cast, None
 
 
 # --- initialisers -----------------------------------------------------------------------

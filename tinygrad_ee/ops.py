@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -102,12 +103,25 @@ def op(*domains: Domain, kind: str, dtypes: str, name: str | None = None) -> Cal
 
 
 def multi_output_op(*domains: Domain, kind: str) -> Callable:
-    """Register an op with one tensor input (of any dtype) and a list of tensor outputs."""
+    """Register an op with one tensor input (of any dtype) and a list of tensor outputs.
+
+    Its parameters may also be passed by position after the tensor (``split(x, 2)``):
+    with one tensor input, that cannot be mistaken for another input."""
 
     def register(forward: Callable) -> Callable:
         name = forward.__name__
+        names = tuple(inspect.signature(forward).parameters)[2:]  # after be and x
 
-        def tensor_op(x: Tensor, **params: Any) -> list[Tensor]:
+        def tensor_op(x: Tensor, *args: Any, **params: Any) -> list[Tensor]:
+            if len(args) > len(names):
+                raise TypeError(
+                    f"{name}: takes a tensor and at most {len(names)} more arguments "
+                    f"({', '.join(names)}), got {len(args)}"
+                )
+            for key, value in zip(names, args):
+                if key in params:
+                    raise TypeError(f"{name}: {key!r} given both by position and by name")
+                params[key] = value
             return apply_multi(forward, name, x, params)
 
         tensor_op.__name__ = tensor_op.__qualname__ = name
@@ -212,7 +226,14 @@ def pow(be, x, y):
     out = x**y
 
     def backward(g):
-        gx = None if isinstance(x, (int, float)) else g * y * x ** (y - 1)
+        # d/dx x^y = y x^(y-1), which is 0 where y = 0 even at x = 0 (not 0 * inf = nan):
+        # the exponent y - 1 is taken as 0 there, so nothing divides by zero.
+        if isinstance(x, (int, float)):
+            gx = None
+        elif isinstance(y, (int, float)):
+            gx = be.xp.zeros_like(g) if y == 0 else g * y * x ** (y - 1)
+        else:
+            gx = g * y * x ** (be.xp.where(y == 0, 1.0, y) - 1)
         if isinstance(y, (int, float)):
             return gx, None
         if isinstance(x, (int, float)):
@@ -251,29 +272,95 @@ def abs(be, x):
     return be.xp.abs(x), lambda g: (g * be.xp.sign(x),)
 
 
+def _exp_neg_abs(xp: Any, x: Any) -> Any:
+    """exp(-|x|), in [0, 1]: the one exponential the logistic functions need. It never
+    overflows, and -|x| is exact (no rounding in the argument)."""
+    e = xp.abs(x)
+    e *= -1  # in place on an array made here
+    return xp.exp(e)
+
+
+def _sigmoid_from(xp: Any, e: Any, nonnegative: Any) -> tuple[Any, Any]:
+    """(sigmoid(y), r = 1 / (1 + e)) from e = exp(-|y|) and the mask where y >= 0.
+
+    sigmoid(y) = e^min(y, 0) r: r where y >= 0, e r below, each at full relative
+    precision. e^min(y, 0), 1 or e, is computed as max(e, mask), not with where(): NumPy's
+    where() branches per element, about 10 times slower when the signs are mixed."""
+    r = 1 / (1 + e)
+    out = xp.maximum(e, xp.astype(nonnegative, e.dtype))
+    out *= r
+    return out, r
+
+
 @op(REAL, kind="unary", dtypes="float")
 def tanh(be, x):
     """Hyperbolic tangent."""
-    out = be.xp.tanh(x)
+    xp = be.xp
 
     def backward(g):
-        slope = 1 - out * out
-        slope *= g  # in place on an array made here: one temporary fewer
+        # 1 - tanh(x)^2 = sech(x)^2 = (2 e / (1 + e^2))^2 with e = exp(-|x|): full relative
+        # precision where tanh(x) rounds to +-1, unlike 1 - out * out (0 in float32 from
+        # |x| = 9 on). Nothing overflows, and no intermediate is far smaller than the result.
+        slope = _exp_neg_abs(xp, x)
+        square = slope * slope
+        square += 1
+        slope /= square  # sech(x) / 2; in place on arrays made here: fewer temporaries
+        slope *= slope
+        slope *= 4
+        slope *= g
+        return (slope,)
+
+    return xp.tanh(x), backward
+
+
+@op(REAL, kind="unary", dtypes="float")
+def sigmoid(be, x):
+    """1 / (1 + e^-x) at full relative precision in both tails, never overflowing: with
+    e = exp(-|x|) and r = 1 / (1 + e), it is r where x >= 0 and e r below."""
+    e = _exp_neg_abs(be.xp, x)
+    out, r = _sigmoid_from(be.xp, e, x >= 0)
+
+    def backward(g):
+        # sigmoid(x) sigmoid(-x) = e r r on both sides of 0; never out (1 - out), which
+        # loses the small factor's precision as out -> 1.
+        slope = e * r
+        slope *= r
+        slope *= g
         return (slope,)
 
     return out, backward
 
 
 @op(REAL, kind="unary", dtypes="float")
-def sigmoid(be, x):
-    """1 / (1 + e^-x), computed as tanh(x/2)/2 + 1/2 so no input overflows."""
-    out = be.xp.tanh(x * 0.5)
-    out *= 0.5  # in place on arrays made here: fewer temporaries on the hot path
-    out += 0.5
+def softplus(be, x):
+    """log(1 + e^x), computed as max(x, 0) + log1p(e^-|x|): never overflows, full
+    relative precision in both tails. Its derivative is sigmoid(x)."""
+    xp = be.xp
+    e = _exp_neg_abs(xp, x)
+    out = xp.log1p(e)
+    out += xp.maximum(x, 0)
 
     def backward(g):
-        slope = 1 - out
-        slope *= out
+        slope, _ = _sigmoid_from(xp, e, x >= 0)
+        slope *= g
+        return (slope,)
+
+    return out, backward
+
+
+@op(REAL, kind="unary", dtypes="float")
+def log_sigmoid(be, x):
+    """log(sigmoid(x)) = -softplus(-x), computed as min(x, 0) - log1p(e^-|x|): finite
+    and at full relative precision for inputs of any magnitude (log(x.sigmoid()) is
+    -inf once sigmoid(x) underflows: below about -104 in float32). Its derivative is
+    sigmoid(-x)."""
+    xp = be.xp
+    e = _exp_neg_abs(xp, x)
+    out = xp.minimum(x, 0)
+    out -= xp.log1p(e)
+
+    def backward(g):
+        slope, _ = _sigmoid_from(xp, e, x <= 0)
         slope *= g
         return (slope,)
 
@@ -304,10 +391,18 @@ def clip(be, x, low=None, high=None):
 
 @op(REAL, kind="astype", dtypes="any")
 def astype(be, x, dtype=None):
-    """x converted to ``dtype`` (a name such as "float32", or a dtype object)."""
+    """x converted to ``dtype``: a number or bool dtype, by name ("float32") or as this
+    device's dtype object. Others (object, strings, Python's float) are refused, as by
+    the Tensor constructor: NumPy would convert to them, other backends would not."""
     xp = be.xp
     source = x.dtype
-    return xp.astype(x, be.dtype(dtype)), lambda g: (xp.astype(g, source),)
+    target = be.dtype(dtype)
+    if target not in be.kinds:
+        shown = getattr(dtype, "__name__", dtype)
+        raise TypeError(
+            f"astype: dtype must be a number or bool dtype such as 'float32', got {shown}"
+        )
+    return xp.astype(x, target), lambda g: (xp.astype(g, source),)
 
 
 @op(BOOL, REAL, REAL, kind="where", dtypes="any")
@@ -372,13 +467,29 @@ def max(be, x, axis=None, keepdims=False):
     ), backward
 
 
+def _log_sum_exp_shifted(xp: Any, shifted: Any, axes: tuple[int, ...]) -> Any:
+    """log(sum(exp(shifted))) over ``axes``, kept as size-1 axes, for shifted = x - max(x).
+
+    The sum is 1 (the maximum's own term) plus the rest. When the rest is small, log(1 +
+    rest) would round it away (log_softmax of the maximum would be 0, not -rest): log1p of
+    the rest, summed without the maximum's term, keeps full relative precision. A tie at
+    the maximum makes the sum at least 2, where log is precise as it is."""
+    if not axes:  # sums of one term (a 0-d x, or axis=()): log(exp(shifted)) is shifted
+        return shifted
+    e = xp.exp(shifted)
+    total = xp.sum(e, axis=axes, keepdims=True)
+    e[shifted == 0] = 0  # the maxima's terms, each exactly 1 (in place: e is made here)
+    rest = xp.sum(e, axis=axes, keepdims=True)
+    return xp.where(total < 2, xp.log1p(rest), xp.log(total))
+
+
 @op(REAL, kind="reduce", dtypes="float")
 def logsumexp(be, x, axis=None, keepdims=False):
     """log(sum(exp(x))) over ``axis``, shifted by the maximum so it never overflows."""
     xp = be.xp
     axes = _axes(axis, x.ndim)
     top = xp.max(x, axis=axes, keepdims=True)
-    out = top + xp.log(xp.sum(xp.exp(x - top), axis=axes, keepdims=True))
+    out = top + _log_sum_exp_shifted(xp, x - top, axes)
 
     def backward(g):
         return (_expand_to(xp, g, x.shape, axes) * xp.exp(x - out),)
@@ -399,7 +510,7 @@ def softmax(be, x, axis=-1):
 
 def _log_softmax(xp: Any, x: Any, axis: int) -> Any:
     shifted = x - xp.max(x, axis=axis, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+    return shifted - _log_sum_exp_shifted(xp, shifted, (axis,))
 
 
 @op(REAL, kind="softmax", dtypes="float")
@@ -517,18 +628,26 @@ def permute(be, x, axes=None):
     return xp.permute_dims(x, axes), lambda g: (xp.permute_dims(g, inverse),)
 
 
+def _index_entry(item: Any) -> Any:
+    """A basic index entry with every integer a Python int (NumPy's too: np.int64(1)
+    works like 1). Bools are refused: NumPy would read True as a new axis."""
+    if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+        return int(item)
+    if item is None or item is Ellipsis or isinstance(item, slice):
+        return item
+    raise TypeError(
+        f"index entries must be ints, slices, None or ..., got {type(item).__name__}; "
+        "to pick rows by an array of indices, index with an integer Tensor (gather)"
+    )
+
+
 @op(REAL, kind="getitem", dtypes="any")
 def getitem(be, x, index=()):
     """Basic indexing: ints, slices, None and Ellipsis (a view; no copy).
     Integer-array indexing is `gather` (index with an integer Tensor)."""
     if not isinstance(index, tuple):
         index = (index,)
-    for item in index:
-        if not (item is None or item is Ellipsis or isinstance(item, (int, slice))):
-            raise TypeError(
-                f"index entries must be ints, slices, None or ..., got {type(item).__name__}; "
-                "to pick rows by an array of indices, index with an integer Tensor (gather)"
-            )
+    index = tuple(_index_entry(item) for item in index)
     if not any(item is Ellipsis for item in index):
         index = index + (Ellipsis,)  # the standard wants every axis covered
 
@@ -721,6 +840,8 @@ _METHODS = {
     "abs": abs,
     "tanh": tanh,
     "sigmoid": sigmoid,
+    "softplus": softplus,
+    "log_sigmoid": log_sigmoid,
     "relu": relu,
     "clip": lambda x, low=None, high=None: clip(x, low=low, high=high),
     "astype": lambda x, dtype: cast(x, dtype),

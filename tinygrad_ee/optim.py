@@ -102,8 +102,8 @@ class Optimizer:
         Everything is checked before anything is assigned: the keys must match this
         optimiser's exactly, numbers must be finite real scalars (0-d arrays, as
         ``numpy.load`` returns them, are fine), counts non-negative integers, and
-        arrays numeric with their parameter's shape. Otherwise a ValueError names
-        every offending key and nothing changes.
+        arrays numeric with their parameter's shape, finite once in its dtype.
+        Otherwise a ValueError names every offending key and nothing changes.
         """
         lists = self._state_lists()
         # key -> (what it must be, index of its parameter)
@@ -122,7 +122,8 @@ class Optimizer:
             elif kind == "count":
                 loaded[key], problem = _count(key, state[key])
             else:
-                loaded[key], problem = _host_array(key, state[key], self.params[i].shape)
+                p = self.params[i]
+                loaded[key], problem = _host_array(key, state[key], p.shape, p.dtype)
             if problem:
                 problems.append(problem)
         if problems:

@@ -46,7 +46,9 @@ class Tensor:
     """An n-dimensional array on one device, with the op that made it.
 
     ``Tensor(data, requires_grad=False, device=None, dtype=None)``: ``data`` is a
-    scalar, a nested list, an array or a Tensor (whose data is copied). ``device``
+    scalar, a nested list, an array or a Tensor. It is always copied, like
+    ``torch.tensor`` (not ``torch.from_numpy``): the tensor never shares memory with the
+    array it was made from, so changing one never changes the other. ``device``
     defaults to the data's device for a Tensor, else "cpu". With ``dtype=None`` an
     array keeps its dtype and Python numbers become float32 (floats) or int64 (ints).
 
@@ -72,6 +74,7 @@ class Tensor:
         device: str | Backend | None = None,
         dtype: Any = None,
     ) -> None:
+        given = data
         if isinstance(data, Tensor):
             backend = get_backend(data.backend if device is None else device)
             data = data.numpy()
@@ -79,7 +82,9 @@ class Tensor:
             backend = get_backend("cpu" if device is None else device)
         dtype = backend.dtype(dtype)
         data = host_array(data, float32=dtype is None)
-        array = backend.asarray(data, dtype=dtype)
+        # The caller's array is copied (one made here, from a list or a Tensor, is not): a
+        # tensor never shares memory with it, so an in-place update never shows in both.
+        array = backend.asarray(data, dtype=dtype, copy=True if data is given else None)
         if array.dtype not in backend.kinds:
             raise TypeError(
                 f"Tensor: data must be numbers or bools, got dtype {dtype_name(array.dtype)}"
@@ -207,7 +212,7 @@ class Tensor:
                         f"{dtype_name(self.data.dtype)} (the tensor's dtype)"
                     )
             else:
-                seed = self.backend.asarray(host_array(grad, float32=False))
+                seed = self.backend.asarray(host_array(grad, float32=False), copy=True)
                 if self.backend.kinds.get(seed.dtype) != "float":
                     raise TypeError(
                         f"backward() gradient must hold floats, got dtype {dtype_name(seed.dtype)}"
