@@ -551,18 +551,22 @@ def generate(
     target_parameters: list[str],
     plan: Plan,
     returned: list[Value],
+    outputs: list[Value],
     backend: Any,
 ) -> tuple[str, dict[str, Any]]:
     """The source of ``replay(*parameters)`` and the objects it binds."""
     names = Names()
     body = []
-    for ins in instructions:
+    dying = _dying_locals(instructions, outputs, plan)
+    for i, ins in enumerate(instructions):
         line = statement(ins, names, plan, backend)
         if ins.out is None:  # a check
             error = names.of(ins.error, "e")
             args = ", ".join(_literal(a, names) for a in ins.args[1:])
             line = f"if not {line}: raise {error}({args})"
         body.append(line)
+        if i in dying:  # freed as soon as nothing needs it, as the eager step frees it
+            body.append(f"del {', '.join(dying[i])}")
     copy = names.of(backend.copy_into, "f")
     for target, value in plan.copies:
         body.append(f"{copy}({target}, {_literal(value, names)})")
@@ -577,6 +581,28 @@ def generate(
     signature += [f"{name}={name}" for name in bound]
     source = f"def replay({', '.join(signature)}):\n" + "".join(f"    {line}\n" for line in body)
     return source, bound
+
+
+def _dying_locals(
+    instructions: list[Instruction], outputs: list[Value], plan: Plan
+) -> dict[int, list[str]]:
+    """Instruction index -> the local names free after it: a result's name, once neither
+    it nor any later result written into its array is needed."""
+    last = _last_uses(instructions, outputs)
+    end: dict[str, int] = {}
+    for i, ins in enumerate(instructions):
+        value = ins.out
+        if value is None:
+            continue
+        name = plan.storage.get(value, repr(value))
+        for local in {repr(value), name}:
+            if local.startswith("v"):
+                end[local] = max(end.get(local, i), last.get(value, i))
+    dying: dict[int, list[str]] = {}
+    for local, index in end.items():
+        if index < len(instructions):
+            dying.setdefault(index, []).append(local)
+    return dying
 
 
 def allocate(plan: Plan, backend: Any) -> dict[str, Any]:
@@ -614,7 +640,9 @@ def build(
         instructions = fuse_elementwise(instructions, outputs, backend)
     reuse = options.reuse_buffers and backend.supports_out
     plan = plan_buffers(instructions, outputs, set(returned), targets, backend, reuse)
-    source, bound = generate(instructions, parameters, target_parameters, plan, returned, backend)
+    source, bound = generate(
+        instructions, parameters, target_parameters, plan, returned, outputs, backend
+    )
     namespace = dict(bound)
     exec(compile(source, "<compiled step>", "exec"), namespace)  # noqa: S102
     buffers = [array for name, array in bound.items() if name.startswith("b")]
