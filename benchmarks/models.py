@@ -211,6 +211,23 @@ def engine_callables(case: Case, device: str = "cpu") -> Runners:
     return Runners(engine_step(model, optimizer, loss_fn), infer)
 
 
+def compiled_callables(case: Case, device: str = "cpu") -> Runners:
+    """The engine's training step and inference pass for ``case``, compiled
+    (`tinygrad_ee.compile`): the first call traces, later calls replay."""
+    eager = engine_callables(case, device)
+    step = tg.compile(eager.step)
+    forward = tg.compile(eager.infer)
+    return Runners(step, forward)
+
+
+def program_bytes(compiled: Callable[[], Any]) -> int:
+    """The memory a compiled step holds between calls: its buffers (and, on a GPU, what
+    its captured graphs keep)."""
+    program = compiled.program()
+    held = sum(buffer.nbytes for buffer in program.buffers)
+    return held + getattr(program.run, "held_bytes", lambda: 0)()
+
+
 def hand_callables(case: Case) -> Runners:
     """The hand-derived NumPy step and forward pass for ``case`` (CPU only).
 

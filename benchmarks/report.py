@@ -113,49 +113,70 @@ def _models_section(results: dict[str, Any]) -> list[str]:
         "## Engine: one training step and one inference pass",
         "",
         "Training step: forward, backward, SGD-momentum update. Inference: forward under "
-        "`no_grad()`. Median, range (min-max) and number of timed calls.",
+        "`no_grad()`. Eager (op by op) and compiled (`tg.compile`: traced once, then the "
+        "array program replayed); median, range (min-max) and number of timed calls. "
+        "Speedup = eager / compiled. All sides of a model were timed in turns.",
         "",
     ]
     engine_rows = []
     for row in rows:
-        step, infer = row["engine"]["step"], row["engine"]["inference"]
-        engine_rows.append(
-            [
-                row["device"],
-                row["dtype"],
-                row["label"],
-                _number(step["median_ms"]),
-                spread(step),
-                step["repeats"],
-                _number(infer["median_ms"]),
-                spread(infer),
-                infer["repeats"],
-            ]
-        )
-    header = ["device", "dtype", "model", "step ms", "range", "n", "inference ms", "range", "n"]
-    lines += _table(header, engine_rows, "lllrrrrrr") + [""]
+        compiled = row["compiled"]
+        cells = [row["device"], row["dtype"], row["label"]]
+        for phase in ("step", "inference"):
+            eager, fast = row["engine"][phase], compiled[phase]
+            cells += [_number(eager["median_ms"]), spread(eager), _number(fast["median_ms"])]
+            cells += [spread(fast), _ratio(compiled[f"{phase}_speedup"])]
+        cells.append(eager["repeats"])
+        engine_rows.append(cells)
+    header = ["device", "dtype", "model"]
+    for phase in ("step", "inference"):
+        header += [f"{phase} eager ms", "range", f"{phase} compiled ms", "range", "speedup"]
+    header.append("n")
+    lines += _table(header, engine_rows, "lll" + "r" * (len(header) - 3)) + [""]
+    program_rows = [
+        [
+            row["device"],
+            row["dtype"],
+            row["label"],
+            row["compiled"]["program"]["instructions"],
+            row["compiled"]["program"]["buffers"],
+            _number(row["compiled"]["program"]["held_mb"]),
+            row["compiled"]["program"]["graphs"],
+        ]
+        for row in rows
+    ]
+    lines += [
+        "Compiled programs: instructions replayed per step, buffers reused, memory held "
+        "between steps, and whether CUDA graphs ran.",
+        "",
+    ]
+    header = ["device", "dtype", "model", "instructions", "buffers", "held MiB", "CUDA graphs"]
+    lines += _table(header, program_rows, "lllrrrl") + [""]
 
     lines += [
         "## Engine against references",
         "",
-        "Ratio = engine time / reference time (< 1: the engine is faster). "
+        "Ratio = engine time / reference time (< 1: the engine is faster), for the eager "
+        "and the compiled engine. "
         + "; ".join(f"**{title}**: {what}" for _, title, what in REFERENCES)
         + ".",
         "",
     ]
     for phase, title in (("step", "Training step"), ("inference", "Inference pass")):
-        header = ["device", "dtype", "model", "engine ms"]
+        header = ["device", "dtype", "model", "eager ms", "compiled ms"]
         for _, name, _ in REFERENCES:
-            header += [f"{name} ms", f"engine / {name}"]
+            header += [f"{name} ms", f"eager / {name}", f"compiled / {name}"]
         table_rows = []
         for row in rows:
             cells = [row["device"], row["dtype"], row["label"]]
             cells.append(_number(row["engine"][phase]["median_ms"]))
+            cells.append(_number(row["compiled"][phase]["median_ms"]))
             for key, _, _ in REFERENCES:
                 entry = row[key]
                 timing = entry[phase]
                 cells.append(_number(timing["median_ms"]) if timing else MISSING)
                 cells.append(_ratio(entry[f"{phase}_ratio"]))
+                cells.append(_ratio(entry[f"compiled_{phase}_ratio"]))
             table_rows.append(cells)
         lines += [f"### {title}", ""]
         lines += _table(header, table_rows, "lll" + "r" * (len(header) - 3)) + [""]
@@ -186,8 +207,9 @@ def _scaling_section(results: dict[str, Any], relative_to: Path | None) -> list[
     lines = [
         f"## Scaling: LSTM classifier, H = {first['H']}, {first['dtype']}",
         "",
-        "Time and memory of one training step. Peak: the most memory held during the step "
-        "above what was held before it; retained: what is still held after each of "
+        "Time and memory of one training step, eager and compiled. Peak: the most memory "
+        "held during the step above what was held before it (compiled: plus the buffers "
+        "its program keeps between steps); retained: what is still held after each of "
         "consecutive steps (it must not grow: `released` = it grows by at most 1 % of the "
         "peak + 10 KiB). CPU memory from tracemalloc, CUDA memory from CuPy's memory pool.",
         "",
@@ -205,8 +227,10 @@ def _scaling_section(results: dict[str, Any], relative_to: Path | None) -> list[
             axis,
             "step ms",
             f"ms per {unit}",
+            "compiled ms",
             "peak MiB",
             f"peak MiB per {unit}",
+            "compiled peak MiB",
             "retained MiB after each step",
             "released",
         ]
@@ -220,13 +244,15 @@ def _scaling_section(results: dict[str, Any], relative_to: Path | None) -> list[
                         size,
                         _number(row["step"]["median_ms"]),
                         f"{row['step']['median_ms'] / size:.3f}",
+                        _number(row["compiled_step"]["median_ms"]),
                         _number(row["peak_mb"]),
                         f"{row['peak_mb'] / size:.3f}",
+                        _number(row["compiled_peak_mb"]),
                         ", ".join(f"{mb:.3f}" for mb in row["retained_mb"]),
                         "yes" if row["released"] else "NO",
                     ]
                 )
-        lines += _table(header, table_rows, "lrrrrrll") + [""]
+        lines += _table(header, table_rows, "lrrrrrrrll") + [""]
         for sweep in sweeps:
             fits = sweep["fits"]
             peak, time = fits[f"peak_mb_vs_{axis}"], fits[f"step_ms_vs_{axis}"]

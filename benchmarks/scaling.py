@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import models
-from benchmarks.timing import Plan, cuda_index, measure, synchronizer
+from benchmarks.timing import Plan, cuda_index, measure_interleaved, synchronizer
 
 MiB = 2**20
 LENGTHS = (25, 50, 100, 150, 300)  # T, at BATCH
@@ -39,10 +39,14 @@ RELEASE_SLACK_MB = 10 / 1024
 SWEEP_PLAN = Plan(warmup=1, min_repeats=3, max_repeats=10, budget_s=3.0)
 
 
-def lstm_step(device: str, dtype: str, steps: int, batch: int, hidden: int) -> Callable[[], Any]:
-    """One engine training step of the LSTM classifier on (batch, steps, 3) inputs."""
+def lstm_step(
+    device: str, dtype: str, steps: int, batch: int, hidden: int, compiled: bool = False
+) -> Callable[[], Any]:
+    """One engine training step of the LSTM classifier on (batch, steps, 3) inputs, eager
+    or compiled."""
     spec = models.recurrent_spec("lstm", steps=steps, batch=batch, hidden=hidden)
-    return models.engine_callables(models.make_case(spec, dtype), device).step
+    make = models.compiled_callables if compiled else models.engine_callables
+    return make(models.make_case(spec, dtype), device).step
 
 
 def step_memory(step: Callable[[], Any], device: str, steps: int = MEMORY_STEPS) -> dict:
@@ -119,10 +123,19 @@ def _cuda_step_memory(step: Callable[[], Any], device: str, steps: int) -> dict:
 def measure_point(
     device: str, dtype: str, steps: int, batch: int, hidden: int, plan: Plan, memory_steps: int
 ) -> dict:
-    """Time and memory of one LSTM training step at (T, B) = (steps, batch)."""
+    """Time and memory of one LSTM training step at (T, B) = (steps, batch), eager and
+    compiled (timed in turns). A compiled step's peak counts the buffers its program
+    holds between steps (``compiled_held_mb``) besides what a step allocates."""
     step = lstm_step(device, dtype, steps, batch, hidden)
-    timing = measure(step, plan, synchronizer(device))
+    compiled = lstm_step(device, dtype, steps, batch, hidden, compiled=True)
+    sync = synchronizer(device)
+    timings = measure_interleaved(
+        {"eager": step, "compiled": compiled}, plan, {"eager": sync, "compiled": sync}
+    )
+    timing = timings["eager"]
     memory = step_memory(step, device, memory_steps)
+    held = models.program_bytes(compiled) / MiB
+    compiled_peak = step_memory(compiled, device, 1)["peak_mb"] + held
     retained = memory["retained_mb"]
     growth = retained[-1] - retained[0] if retained else 0.0
     return {
@@ -132,6 +145,9 @@ def measure_point(
         "B": batch,
         "H": hidden,
         "step": timing.as_dict(),
+        "compiled_step": timings["compiled"].as_dict(),
+        "compiled_peak_mb": compiled_peak,
+        "compiled_held_mb": held,
         "ms_per_time_step": timing.median_ms / steps,
         "peak_mb": memory["peak_mb"],
         "peak_mb_per_time_step": memory["peak_mb"] / steps,

@@ -44,7 +44,14 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import tinygrad_ee as tg
 from benchmarks import models, op_overhead, report, scaling, torch_reference
-from benchmarks.timing import Plan, Sync, Timing, cuda_index, measure, no_sync, synchronizer
+from benchmarks.timing import (
+    Plan,
+    Timing,
+    cuda_index,
+    measure_interleaved,
+    no_sync,
+    synchronizer,
+)
 from tasks.options import positive_int
 
 DTYPES = ("float32", "float64")
@@ -344,31 +351,53 @@ def model_row(
     progress: Callable[[str], None] = lambda message: None,
     torch_skipped: str | None = None,
 ) -> dict[str, Any]:
-    """Engine and references for one model on one device and dtype.
+    """The engine, eager and compiled, and the references for one model on one device
+    and dtype, timed in turns (`measure_interleaved`).
 
-    ``engine``: {"step", "inference"}, each a `Timing` dict (median_ms, min_ms, max_ms,
-    repeats). ``hand``, ``torch`` (elementary ops), ``torch_nn``: each
-    {"step", "inference", "step_ratio", "inference_ratio", "reason"}: timings and
-    engine / reference ratios, or all None and the reason it was not measured
-    (``torch_skipped``, if given, is the reason for both torch references).
+    ``engine`` (eager) and ``compiled``: {"step", "inference"}, each a `Timing` dict
+    (median_ms, min_ms, max_ms, repeats); ``compiled`` also has ``step_speedup`` and
+    ``inference_speedup`` (eager / compiled) and ``program`` (instructions, buffers,
+    held MiB). ``hand``, ``torch`` (elementary ops), ``torch_nn``: each {"step",
+    "inference", "step_ratio", "inference_ratio", "compiled_step_ratio",
+    "compiled_inference_ratio", "reason"}: timings and engine / reference ratios, or
+    all None and the reason it was not measured (``torch_skipped``, if given, is the
+    reason for both torch references).
     """
     progress(f"{device} {dtype} {spec.label}")
     case = models.make_case(spec, dtype)
-    engine = _time_both(models.engine_callables(case, device), plan, synchronizer(device))
-
-    # Each side trains its own copy of the model on one batch: with the same number of
-    # calls, every side is timed over the same stretch of training (a model further
-    # along can run into slower arithmetic, e.g. float32 subnormals).
-    counts = {name: timing.repeats for name, timing in engine.items()}
-
-    def reference(make: Callable[[], models.Runners], sync: Sync, reason: str | None) -> dict:
-        if reason is not None:
-            return _reference_entry(engine, None, reason)
-        return _reference_entry(engine, _time_both(make(), plan, sync, counts), None)
-
+    # Each side trains its own copy of the model on one batch, and all sides are called
+    # in turns as often: each is timed over the same stretch of training (a model
+    # further along can run into slower arithmetic, e.g. float32 subnormals).
+    sides = {
+        "engine": models.engine_callables(case, device),
+        "compiled": models.compiled_callables(case, device),
+    }
+    syncs = {"engine": synchronizer(device), "compiled": synchronizer(device)}
+    reasons = {"hand": None if device == "cpu" else HAND_CPU_ONLY}
     torch_reason = torch_skipped or torch_reference.unavailable_reason(device)
-    torch_sync = synchronizer(device, "torch") if torch_reason is None else no_sync
-    nn_reason = NO_NN_VARIANT if not torch_reference.has_variant(case, "nn") else torch_reason
+    reasons["torch"] = torch_reason
+    has_nn = torch_reference.has_variant(case, "nn")
+    reasons["torch_nn"] = torch_reason if has_nn else NO_NN_VARIANT
+    makers = {
+        "hand": lambda: models.hand_callables(case),
+        "torch": lambda: torch_reference.callables(case, device, "elementary"),
+        "torch_nn": lambda: torch_reference.callables(case, device, "nn"),
+    }
+    for name, reason in reasons.items():
+        if reason is None:
+            sides[name] = makers[name]()
+            syncs[name] = no_sync if name == "hand" else synchronizer(device, "torch")
+    timings = {
+        phase: measure_interleaved(
+            {name: getattr(runners, phase) for name, runners in sides.items()}, plan, syncs
+        )
+        for phase in ("step", "infer")
+    }
+    measured = {
+        name: {"step": timings["step"][name], "inference": timings["infer"][name]} for name in sides
+    }
+    engine, compiled = measured["engine"], measured["compiled"]
+    program = sides["compiled"].step.program()
     return {
         "device": device,
         "dtype": dtype,
@@ -376,52 +405,42 @@ def model_row(
         "label": spec.label,
         "sizes": spec.sizes,
         "engine": {name: timing.as_dict() for name, timing in engine.items()},
-        "hand": reference(
-            lambda: models.hand_callables(case),
-            no_sync,
-            None if device == "cpu" else HAND_CPU_ONLY,
-        ),
-        "torch": reference(
-            lambda: torch_reference.callables(case, device, "elementary"), torch_sync, torch_reason
-        ),
-        "torch_nn": reference(
-            lambda: torch_reference.callables(case, device, "nn"), torch_sync, nn_reason
-        ),
-    }
-
-
-def _time_both(
-    runners: models.Runners, plan: Plan, sync: Sync, counts: dict[str, int] | None = None
-) -> dict[str, Timing]:
-    """Time the step and the inference pass; ``counts`` fixes their numbers of calls."""
-
-    def plan_for(name: str) -> Plan:
-        return plan if counts is None else dataclasses.replace(plan, repeats=counts[name])
-
-    return {
-        "step": measure(runners.step, plan_for("step"), sync),
-        "inference": measure(runners.infer, plan_for("inference"), sync),
+        "compiled": {
+            **{name: timing.as_dict() for name, timing in compiled.items()},
+            "step_speedup": engine["step"].median_ms / compiled["step"].median_ms,
+            "inference_speedup": engine["inference"].median_ms / compiled["inference"].median_ms,
+            "program": {
+                "instructions": len(program.instructions),
+                "buffers": len(program.buffers),
+                "held_mb": models.program_bytes(sides["compiled"].step) / 2**20,
+                "graphs": getattr(program.run, "failure", "not used") or "used",
+            },
+        },
+        **{
+            name: _reference_entry(engine, compiled, measured.get(name), reasons[name])
+            for name in ("hand", "torch", "torch_nn")
+        },
     }
 
 
 def _reference_entry(
-    engine: dict[str, Timing], timings: dict[str, Timing] | None, reason: str | None
+    engine: dict[str, Timing],
+    compiled: dict[str, Timing],
+    timings: dict[str, Timing] | None,
+    reason: str | None,
 ) -> dict[str, Any]:
+    keys = ("step", "inference")
     if timings is None:
-        return {
-            "step": None,
-            "inference": None,
-            "step_ratio": None,
-            "inference_ratio": None,
-            "reason": reason,
-        }
-    return {
-        "step": timings["step"].as_dict(),
-        "inference": timings["inference"].as_dict(),
-        "step_ratio": engine["step"].median_ms / timings["step"].median_ms,
-        "inference_ratio": engine["inference"].median_ms / timings["inference"].median_ms,
-        "reason": None,
-    }
+        entry = dict.fromkeys(keys)
+        entry.update({f"{k}_ratio": None for k in keys})
+        entry.update({f"compiled_{k}_ratio": None for k in keys})
+        return {**entry, "reason": reason}
+    entry = {k: timings[k].as_dict() for k in keys}
+    entry.update({f"{k}_ratio": engine[k].median_ms / timings[k].median_ms for k in keys})
+    entry.update(
+        {f"compiled_{k}_ratio": compiled[k].median_ms / timings[k].median_ms for k in keys}
+    )
+    return {**entry, "reason": None}
 
 
 def machine_info(blas_threads: int, torch: Any | None) -> dict[str, Any]:

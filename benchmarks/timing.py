@@ -109,3 +109,35 @@ def measure(fn: Callable[[], object], plan: Plan = DEFAULT_PLAN, sync: Sync = no
         sync()
         times.append((time.perf_counter() - start) * 1e3)
     return Timing(statistics.median(times), min(times), max(times), len(times))
+
+
+def measure_interleaved(
+    sides: dict[str, Callable[[], object]], plan: Plan = DEFAULT_PLAN, syncs: dict | None = None
+) -> dict[str, Timing]:
+    """Time several functions in turns: each round calls every side once, starting from
+    a different side each round, so that a busy moment of the machine falls on all sides
+    alike. The number of rounds follows ``plan`` from the first side's warm-up time;
+    ``syncs`` gives each side's device wait (default: none)."""
+    syncs = syncs or {}
+    waits = {name: syncs.get(name, no_sync) for name in sides}
+    seconds_per_call = 0.0
+    for name, fn in sides.items():
+        for _ in range(plan.warmup if plan.repeats is not None else max(plan.warmup, 1)):
+            waits[name]()
+            start = time.perf_counter()
+            fn()
+            waits[name]()
+            if name == next(iter(sides)):
+                seconds_per_call = time.perf_counter() - start
+    names = list(sides)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_number in range(plan.count(seconds_per_call)):
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            wait = waits[name]
+            wait()
+            start = time.perf_counter()
+            sides[name]()
+            wait()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: Timing(statistics.median(t), min(t), max(t), len(t)) for name, t in times.items()}

@@ -137,3 +137,12 @@ def test_cuda_step_memory_reads_the_memory_pool(fake_cupy):
     assert memory["retained_mb"] == [1.0, 2.0, 3.0]
     assert memory["peak_mb"] == 10.0  # 2 MiB kept by the first two steps + 8 MiB of temporaries
     assert fake_cupy.synchronized == [3] * 4  # after the priming step and each measured one
+
+
+def test_interleaved_timing_calls_every_side_in_turns():
+    calls = []
+    sides = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    timings = timing.measure_interleaved(sides, timing.Plan(warmup=1, repeats=3))
+    assert calls[:3] == ["a", "b", "c"]  # warm-up
+    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # each round starts elsewhere
+    assert {name: t.repeats for name, t in timings.items()} == {"a": 3, "b": 3, "c": 3}

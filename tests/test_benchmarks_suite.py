@@ -20,7 +20,15 @@ from benchmarks.timing import Plan
 REPO = Path(__file__).resolve().parents[1]
 TORCH_INSTALLED = importlib.util.find_spec("torch") is not None
 TIMING_FIELDS = {"median_ms", "min_ms", "max_ms", "repeats"}
-REFERENCE_FIELDS = {"step", "inference", "step_ratio", "inference_ratio", "reason"}
+REFERENCE_FIELDS = {
+    "step",
+    "inference",
+    "step_ratio",
+    "inference_ratio",
+    "compiled_step_ratio",
+    "compiled_inference_ratio",
+    "reason",
+}
 MODEL_NAMES = ["autoencoder", "language_model", "rnn", "lstm", "gru"]
 
 
@@ -60,11 +68,17 @@ def _check_reference(entry: dict, expected_reason: str | None) -> None:
         assert entry["reason"] is None
         _check_timing(entry["step"])
         _check_timing(entry["inference"])
-        assert entry["step_ratio"] > 0 and entry["inference_ratio"] > 0
+        ratios = [
+            entry[f"{side}{phase}_ratio"]
+            for side in ("", "compiled_")
+            for phase in ("step", "inference")
+        ]
+        assert all(ratio > 0 for ratio in ratios)
     else:
         assert expected_reason in entry["reason"]
         assert entry["step"] is entry["inference"] is None
         assert entry["step_ratio"] is entry["inference_ratio"] is None
+        assert entry["compiled_step_ratio"] is entry["compiled_inference_ratio"] is None
 
 
 def test_quick_run_writes_json_markdown_and_plot(quick_run):
@@ -96,16 +110,27 @@ def test_every_model_row_has_every_field(quick_run):
     torch_reason = None if TORCH_INSTALLED else torch_reference.TORCH_MISSING
     for row in cpu_rows:
         assert row["label"] and row["sizes"]
-        _check_timing(row["engine"]["step"])
-        _check_timing(row["engine"]["inference"])
+        for side in ("engine", "compiled"):
+            _check_timing(row[side]["step"])
+            _check_timing(row[side]["inference"])
+        compiled = row["compiled"]
+        for phase in ("step", "inference"):  # eager / compiled, not the other way
+            expected = row["engine"][phase]["median_ms"] / compiled[phase]["median_ms"]
+            assert compiled[f"{phase}_speedup"] == pytest.approx(expected)
+        program = compiled["program"]
+        assert 0 < program["buffers"] < program["instructions"] and program["held_mb"] > 0
+        assert program["graphs"] == "not used"  # the CPU has no device graphs
         _check_reference(row["hand"], None)
         _check_reference(row["torch"], torch_reason)
         recurrent = row["model"] in models.RECURRENT_CELLS
         _check_reference(row["torch_nn"], torch_reason if recurrent else "recurrent")
         for name in ("hand", "torch", "torch_nn"):  # engine / reference, not the other way
             if row[name]["step"] is not None:
-                expected = row["engine"]["step"]["median_ms"] / row[name]["step"]["median_ms"]
+                reference = row[name]["step"]["median_ms"]
+                expected = row["engine"]["step"]["median_ms"] / reference
                 assert row[name]["step_ratio"] == pytest.approx(expected)
+                expected = row["compiled"]["step"]["median_ms"] / reference
+                assert row[name]["compiled_step_ratio"] == pytest.approx(expected)
 
 
 def test_unavailable_cuda_is_listed_as_skipped_with_the_reason(quick_run):
@@ -126,7 +151,9 @@ def test_scaling_rows_report_time_peak_and_retained_memory(quick_run):
     assert [row["B"] for row in sweep["batch"]] == list(scaling.QUICK["batches"])
     for row in sweep["time_steps"] + sweep["batch"]:
         _check_timing(row["step"])
+        _check_timing(row["compiled_step"])
         assert row["peak_mb"] > 0 and row["memory_method"] == "tracemalloc"
+        assert row["compiled_peak_mb"] >= row["compiled_held_mb"] > 0
         assert len(row["retained_mb"]) == 2 and isinstance(row["released"], bool)
         for key in ("ms_per_time_step", "peak_mb_per_time_step", "peak_mb_per_sample"):
             assert row[key] > 0
@@ -271,3 +298,4 @@ def test_every_side_makes_as_many_calls_as_the_engine():
     row = suite.model_row(spec, "float64", "cpu", plan, torch_skipped="not here")
     for name in ("step", "inference"):
         assert row["hand"][name]["repeats"] == row["engine"][name]["repeats"]
+        assert row["compiled"][name]["repeats"] == row["engine"][name]["repeats"]

@@ -135,7 +135,7 @@ def test_clip_grad_norm_scales_to_max_norm_over_all_parameters(device):
     set_grad(a, [3.0, 0.0])
     set_grad(b, [[4.0]])
     shared = a.grad.data
-    assert clip_grad_norm([a, b, no_grad], max_norm=1.0) == pytest.approx(5.0)
+    assert clip_grad_norm([a, b, no_grad], max_norm=1.0).item() == pytest.approx(5.0)
     np.testing.assert_allclose(a.grad.numpy(), [0.6, 0.0])
     np.testing.assert_allclose(b.grad.numpy(), [[0.8]])
     assert no_grad.grad is None
@@ -153,7 +153,7 @@ def test_clipping_keeps_direction_and_caps_the_norm(device, grads, max_norm):
     for p, g in zip(ps, grads):
         set_grad(p, g)
     norm = math.sqrt(sum(float(np.sum(g * g)) for g in grads))
-    assert clip_grad_norm(ps, max_norm) == pytest.approx(norm, rel=1e-12)
+    assert clip_grad_norm(ps, max_norm).item() == pytest.approx(norm, rel=1e-12)
     after = np.concatenate([p.grad.numpy() for p in ps])
     before = np.concatenate(grads)
     if norm <= max_norm:
@@ -166,7 +166,7 @@ def test_clipping_keeps_direction_and_caps_the_norm(device, grads, max_norm):
 def test_clipping_leaves_non_finite_gradients_alone_and_checks_max_norm():
     p = param([1.0, 2.0], "cpu")
     set_grad(p, [np.inf, 1.0])
-    assert clip_grad_norm([p], 1.0) == math.inf
+    assert clip_grad_norm([p], 1.0).item() == math.inf
     np.testing.assert_array_equal(p.grad.numpy(), [np.inf, 1.0])
     with pytest.raises(ValueError, match="max_norm must be positive"):
         clip_grad_norm([p], 0.0)

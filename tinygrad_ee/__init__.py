@@ -10,6 +10,7 @@ array([[2., 4.]], dtype=float32)
 from . import ops
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
 from .backend import Backend, DeviceError, get_backend
+from .compiler import compile
 from .gradcheck import GradcheckError, gradcheck
 from .nn import bernoulli_kl, cross_entropy  # the checked, user-facing versions
 from .ops import (
@@ -54,6 +55,7 @@ from .ops import (
     where,
 )
 from .tensor import Tensor, is_grad_enabled, no_grad, ones, zeros
+from .tracing import TraceError
 
 __all__ = [
     "AnomalyError",
@@ -62,12 +64,14 @@ __all__ = [
     "GradcheckError",
     "REGISTRY",
     "Tensor",
+    "TraceError",
     "abs",
     "add",
     "argmax",
     "astype",
     "bernoulli_kl",
     "clip",
+    "compile",
     "concat",
     "concatenate",
     "cross_entropy",

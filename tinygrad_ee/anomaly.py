@@ -21,7 +21,10 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from .backend import describe_arrays
+import numpy as np  # host copies of arrays that failed a check, for the message
+
+from .backend import describe_arrays, host_copy
+from .tracing import require
 
 enabled = False  # read by tensor.apply on every op; only detect_anomaly() sets it
 
@@ -60,59 +63,88 @@ def creation_site() -> str:
     return f"{filename}:{line} in {frame.f_code.co_name}" + (f": {source}" if source else "")
 
 
-def _bad_values(xp: Any, array: Any) -> str | None:
-    """ "nan", "inf" or "nan and inf" when a floating ``array`` (or a Python number, an
-    op's constant) holds them, else None."""
-    if isinstance(array, float):
+def _finite(xp: Any, array: Any) -> Any:
+    """A 0-d bool array: whether a floating ``array`` holds only finite values (None for
+    anything that cannot hold NaN or infinity)."""
+    if isinstance(array, float) or not hasattr(array, "dtype") or "float" not in str(array.dtype):
+        return None
+    return xp.all(xp.isfinite(array))
+
+
+def _bad_values(array: Any) -> str | None:
+    """ "nan", "inf" or "nan and inf" when ``array`` (or a Python number, an op's
+    constant) holds them, else None. Looked at on a host copy, once a check failed."""
+    if isinstance(array, (int, float)):
         return None if math.isfinite(array) else ("nan" if math.isnan(array) else "inf")
     if not hasattr(array, "dtype") or "float" not in str(array.dtype):
         return None
-    if bool(xp.all(xp.isfinite(array))):
-        return None
-    has_nan = bool(xp.any(xp.isnan(array)))
-    has_inf = bool(xp.any(xp.isinf(array)))
-    return " and ".join(word for word, found in (("nan", has_nan), ("inf", has_inf)) if found)
+    values = host_copy(array)
+    found = (("nan", np.isnan(values).any()), ("inf", np.isinf(values).any()))
+    return " and ".join(word for word, present in found if present) or None
 
 
 def check_forward(xp: Any, name: str, outputs: list, arrays: list, site: str) -> None:
     """Raise if an op was given, or made, a NaN/inf. Inputs are checked too: an op such
     as relu or where can hide a NaN that came in with the data."""
     for index, array in enumerate(arrays):
-        bad = _bad_values(xp, array)
-        if bad is not None:
-            raise AnomalyError(
-                f"{name} was given {bad} in its input {index} (inputs: {describe_arrays(arrays)}), "
-                f"at {site}; no op run in anomaly mode made it: look at the data, or at "
-                "what was computed before detect_anomaly()"
-            )
+        if isinstance(array, float) and not math.isfinite(array):
+            raise _given(name, index, arrays, site)(array)
+        finite = _finite(xp, array)
+        if finite is not None:
+            require(finite, _given(name, index, arrays, site), array)
     for out in outputs:
-        bad = _bad_values(xp, out)
-        if bad is not None:
-            raise AnomalyError(
-                f"{name} produced {bad} from finite inputs in its forward pass "
-                f"(inputs: {describe_arrays(arrays)}), at {site}"
-            )
+        finite = _finite(xp, out)
+        if finite is not None:
+            require(finite, _produced(name, arrays, site), out)
+
+
+def _given(name: str, index: int, arrays: list, site: str):
+    shapes = describe_arrays(arrays)
+    return lambda array: AnomalyError(
+        f"{name} was given {_bad_values(array)} in its input {index} (inputs: {shapes}), "
+        f"at {site}; no op run in anomaly mode made it: look at the data, or at "
+        "what was computed before detect_anomaly()"
+    )
+
+
+def _produced(name: str, arrays: list, site: str):
+    shapes = describe_arrays(arrays)
+    return lambda out: AnomalyError(
+        f"{name} produced {_bad_values(out)} from finite inputs in its forward pass "
+        f"(inputs: {shapes}), at {site}"
+    )
 
 
 def check_backward(xp: Any, name: str, grads: Any, grad_out: Any, inputs: Any, site: str) -> None:
     """Raise if an op's backward returned a NaN/inf gradient for an input that needs one
     (a gradient nobody uses, such as a constant exponent's, may be anything)."""
+    # A split/unbind hub receives {output index: gradient}, not one array.
+    incoming = list(grad_out.values()) if isinstance(grad_out, dict) else [grad_out]
     for index, (x, grad) in enumerate(zip(inputs, grads)):
-        bad = _bad_values(xp, grad)
-        if bad is None or not getattr(x, "requires_grad", False):
+        finite = _finite(xp, grad)
+        if finite is None or not getattr(x, "requires_grad", False):
             continue
         shapes = describe_arrays([getattr(x, "data", x) for x in inputs])
-        # A split/unbind hub receives {output index: gradient}, not one array.
-        incoming = list(grad_out.values()) if isinstance(grad_out, dict) else [grad_out]
-        state = "finite" if all(_bad_values(xp, g) is None for g in incoming) else "non-finite"
-        raise AnomalyError(
-            f"the backward of {name} produced {bad} in the gradient of its input {index} "
-            f"(inputs: {shapes}; the incoming gradient was {state}); "
-            f"the op was created at {site}"
-        )
+
+        def error(grad, *incoming, index=index, shapes=shapes):
+            bad = [_bad_values(g) for g in incoming]
+            state = "finite" if all(b is None for b in bad) else "non-finite"
+            return AnomalyError(
+                f"the backward of {name} produced {_bad_values(grad)} in the gradient of "
+                f"its input {index} (inputs: {shapes}; the incoming gradient was {state}); "
+                f"the op was created at {site}"
+            )
+
+        require(finite, error, grad, *incoming)
 
 
 def check_seed(xp: Any, seed: Any) -> None:
-    bad = _bad_values(xp, seed)
-    if bad is not None:
-        raise AnomalyError(f"backward() was given a gradient holding {bad}")
+    finite = _finite(xp, seed)
+    if finite is not None:
+        require(
+            finite,
+            lambda seed: AnomalyError(
+                f"backward() was given a gradient holding {_bad_values(seed)}"
+            ),
+            seed,
+        )

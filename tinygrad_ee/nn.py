@@ -48,6 +48,15 @@ class Parameter(Tensor):
         super().__init__(data, requires_grad=True, device=device, dtype=dtype)
 
 
+_structure = [0]  # bumped whenever a Module gets a Parameter, a sub-Module or a list
+
+
+def structure_version() -> int:
+    """A number that changes whenever any Module gains or replaces a Parameter or a
+    sub-Module (compiled steps retrace then: their program names the old tensors)."""
+    return _structure[0]
+
+
 class Module:
     """A model or layer: holds Parameters and sub-Modules, and computes ``forward``.
 
@@ -59,6 +68,11 @@ class Module:
     Subclasses need no ``super().__init__()``; they define ``forward``, and calling
     the module calls it.
     """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, (Tensor, Module, list, tuple)):
+            _structure[0] += 1
+        object.__setattr__(self, name, value)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")

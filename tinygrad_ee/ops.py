@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .backend import host_copy
 from .domains import (
     AWAY_FROM_ZERO,
     BOOL,
@@ -35,6 +36,7 @@ from .domains import (
     Domain,
 )
 from .tensor import Tensor, _device_mismatch, _is_floating, apply, apply_multi, no_grad
+from .tracing import require
 
 Axis = int | tuple[int, ...] | None
 
@@ -168,11 +170,16 @@ def _checked_indices(be: Any, indices: Any, count: int, name: str) -> Any:
     xp = be.xp
     indices = xp.astype(indices, xp.int64, copy=False)
     if indices.shape[0]:
-        low, high = int(xp.min(indices)), int(xp.max(indices))
-        if low < 0 or high >= count:
-            raise IndexError(
-                f"{name}: indices must lie in [0, {count}), got values from {low} to {high}"
-            )
+        low, high = xp.min(indices), xp.max(indices)
+        require(
+            (low >= 0) & (high < count),
+            lambda low, high: IndexError(
+                f"{name}: indices must lie in [0, {count}), got values from "
+                f"{int(host_copy(low))} to {int(host_copy(high))}"
+            ),
+            low,
+            high,
+        )
     return indices
 
 

@@ -5,6 +5,11 @@ An optimiser updates each parameter's ``data`` from its ``.grad`` after
 graph is recorded). New arrays are always written, never modified in place:
 a gradient array may be shared between tensors.
 
+Everything an update reads is an array, so a compiled step (`tinygrad_ee.compile`)
+replays it: the per-parameter state (velocities, moments, Adam's step counts) lives in
+tensors, the hyperparameters are read through `host_scalar` at every call (a schedule
+may change ``lr`` between steps), and clipping computes its scale as an array.
+
     opt = SGD(model.parameters(), lr=0.1, momentum=0.85)
     for x, y in batches:
         opt.zero_grad()
@@ -25,6 +30,7 @@ import numpy as np  # host copies for state dicts only, never tensor data
 
 from .nn import _host_array, _key_problems
 from .tensor import Tensor
+from .tracing import guard, host_scalar
 
 Array = Any  # an array of the parameters' backend
 
@@ -60,12 +66,25 @@ class Optimizer:
         for p in self.params:
             p.grad = None
 
-    def _state_lists(self) -> dict[str, list]:
-        """Per-parameter state by name: lists of arrays (like the parameter) or ints."""
+    def _state_lists(self) -> dict[str, list[Tensor]]:
+        """Per-parameter state by name: lists of tensors, one per parameter (arrays like
+        the parameter, or 0-d integer counts)."""
         return {}
 
-    def _zeros(self) -> list[Array]:
-        return [p.backend.xp.zeros_like(p.data) for p in self.params]
+    def _zeros(self, dtype: Any = None) -> list[Tensor]:
+        """One state tensor per parameter: zeros like it, or 0-d zeros of ``dtype``."""
+        if dtype is None:
+            return [Tensor._make(p.backend.xp.zeros_like(p.data), p.backend) for p in self.params]
+        return [
+            Tensor._make(p.backend.xp.zeros((), dtype=p.backend.dtype(dtype)), p.backend)
+            for p in self.params
+        ]
+
+    def _hyperparameters(self) -> list[Any]:
+        """The hyperparameters as numbers a compiled step reads at every call, and its
+        guard that the parameter list is the one it was traced with."""
+        guard(lambda: [id(p) for p in self.params])
+        return [host_scalar(lambda name=name: getattr(self, name)) for name in self.HYPERPARAMETERS]
 
     # --- saving and loading -------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -74,8 +93,7 @@ class Optimizer:
         state: dict[str, Any] = {name: float(getattr(self, name)) for name in self.HYPERPARAMETERS}
         for name, values in self._state_lists().items():
             for i, value in enumerate(values):
-                is_count = isinstance(value, int)
-                state[f"{name}.{i}"] = value if is_count else self.params[i].backend.to_host(value)
+                state[f"{name}.{i}"] = int(value.item()) if _is_count(value) else value.numpy()
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -92,7 +110,7 @@ class Optimizer:
         expected = {name: ("number", None) for name in self.HYPERPARAMETERS}
         for name, values in lists.items():
             for i, value in enumerate(values):
-                expected[f"{name}.{i}"] = ("count" if isinstance(value, int) else "array", i)
+                expected[f"{name}.{i}"] = ("count" if _is_count(value) else "array", i)
         problems = _key_problems(expected=expected, given=state)
 
         loaded = {}
@@ -115,11 +133,11 @@ class Optimizer:
             setattr(self, name, loaded[name])
         for name, values in lists.items():
             for i, value in enumerate(values):
-                new = loaded[f"{name}.{i}"]
-                if not isinstance(value, int):
-                    p = self.params[i]
-                    new = p.backend.asarray(new, dtype=p.dtype)
-                values[i] = new
+                value.data = value.backend.asarray(loaded[f"{name}.{i}"], dtype=value.dtype)
+
+
+def _is_count(value: Tensor) -> bool:
+    return value.ndim == 0 and value.backend.kinds.get(value.dtype) == "int"
 
 
 def _scalar(value: Any) -> np.ndarray | None:
@@ -169,18 +187,19 @@ class SGD(Optimizer):
             raise ValueError(f"SGD: momentum must lie in [0, 1), got {momentum}")
         self.lr = lr
         self.momentum = momentum
-        self.velocity: list[Array] = self._zeros()
+        self.velocity: list[Tensor] = self._zeros()
 
-    def _state_lists(self) -> dict[str, list]:
+    def _state_lists(self) -> dict[str, list[Tensor]]:
         return {"velocity": self.velocity}
 
     def step(self) -> None:
         """Update every parameter that has a gradient."""
-        for i, p in enumerate(self.params):
+        lr, momentum = self._hyperparameters()
+        for p, v in zip(self.params, self.velocity):
             if p.grad is None:
                 continue
-            self.velocity[i] = self.momentum * self.velocity[i] - self.lr * p.grad.data
-            p.data = p.data + self.velocity[i]
+            v.data = momentum * v.data - lr * p.grad.data
+            p.data = p.data + v.data
 
 
 class Adam(Optimizer):
@@ -217,11 +236,11 @@ class Adam(Optimizer):
         if not eps > 0:
             raise ValueError(f"Adam: eps must be positive, got {eps}")
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
-        self.first_moment: list[Array] = self._zeros()  # m
-        self.second_moment: list[Array] = self._zeros()  # v
-        self.steps: list[int] = [0] * len(self.params)  # t
+        self.first_moment: list[Tensor] = self._zeros()  # m
+        self.second_moment: list[Tensor] = self._zeros()  # v
+        self.steps: list[Tensor] = self._zeros("int64")  # t, on the device: no value read
 
-    def _state_lists(self) -> dict[str, list]:
+    def _state_lists(self) -> dict[str, list[Tensor]]:
         return {
             "step": self.steps,
             "first_moment": self.first_moment,
@@ -230,40 +249,44 @@ class Adam(Optimizer):
 
     def step(self) -> None:
         """Update every parameter that has a gradient."""
-        for i, p in enumerate(self.params):
+        lr, beta1, beta2, eps = self._hyperparameters()
+        for p, m, v, t in zip(self.params, self.first_moment, self.second_moment, self.steps):
             if p.grad is None:
                 continue
-            g = p.grad.data
-            self.steps[i] += 1
-            t = self.steps[i]
-            self.first_moment[i] = self.beta1 * self.first_moment[i] + (1 - self.beta1) * g
-            self.second_moment[i] = self.beta2 * self.second_moment[i] + (1 - self.beta2) * (g * g)
-            m_hat = self.first_moment[i] / (1 - self.beta1**t)
-            v_hat = self.second_moment[i] / (1 - self.beta2**t)
-            p.data = p.data - self.lr * m_hat / (p.backend.xp.sqrt(v_hat) + self.eps)
+            xp, g = p.backend.xp, p.grad.data
+            t.data = t.data + 1
+            count = xp.astype(t.data, xp.float64)
+            m.data = beta1 * m.data + (1 - beta1) * g
+            v.data = beta2 * v.data + (1 - beta2) * (g * g)
+            m_hat = m.data / xp.astype(1 - beta1**count, p.dtype)
+            v_hat = v.data / xp.astype(1 - beta2**count, p.dtype)
+            p.data = p.data - lr * m_hat / (xp.sqrt(v_hat) + eps)
 
 
-def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
+def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> Tensor:
     """Rescale gradients so that their global L2 norm is at most ``max_norm``.
 
-    The global norm is sqrt(sum over parameters of sum(grad^2)); parameters without
-    a gradient are ignored. If it exceeds ``max_norm``, every gradient is multiplied
-    by max_norm / norm (same direction, norm exactly max_norm up to rounding);
-    otherwise nothing changes. A non-finite norm (inf or nan) leaves the gradients
-    untouched: scaling could only turn them into nan. New arrays are written, never
-    in place.
+    The global norm is sqrt(sum over parameters of sum(grad^2)), accumulated in
+    float64; parameters without a gradient are ignored. If it exceeds ``max_norm``,
+    every gradient is multiplied by max_norm / norm (same direction, norm exactly
+    max_norm up to rounding); otherwise by exactly 1. A non-finite norm (inf or nan)
+    leaves the gradients as they are: scaling could only turn them into nan. The scale
+    is computed as an array, never read in Python, so a compiled step replays it.
 
-    Returns the norm before clipping, as a Python float.
+    Returns the norm before clipping: a 0-d float64 tensor (``.item()`` for a number).
     """
     if not max_norm > 0:
         raise ValueError(f"clip_grad_norm: max_norm must be positive, got {max_norm}")
     grads = [p.grad for p in params if p.grad is not None]
-    squared = 0.0
+    if not grads:
+        return Tensor(0.0, dtype="float64")
+    backend = grads[0].backend
+    xp = backend.xp
+    squared = xp.zeros((), dtype=xp.float64)
     for grad in grads:
-        squared += float(grad.backend.xp.sum(grad.data * grad.data))
-    norm = math.sqrt(squared)
-    if math.isfinite(norm) and norm > max_norm:
-        scale = max_norm / norm
-        for grad in grads:
-            grad.data = grad.data * scale
-    return norm
+        squared = squared + xp.astype(xp.sum(grad.data * grad.data), xp.float64)
+    norm = xp.sqrt(squared)
+    scale = xp.where(xp.isfinite(norm), max_norm / xp.maximum(norm, max_norm), 1.0)
+    for grad in grads:
+        grad.data = grad.data * xp.astype(scale, grad.dtype)
+    return Tensor._make(norm, backend)

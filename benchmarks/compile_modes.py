@@ -1,0 +1,93 @@
+"""What each optimisation of a compiled step is worth: the same models, one setting at a time.
+
+    python -m benchmarks.compile_modes [--device cuda] [--dtype float32] [--model lstm]
+
+For each model: the eager step, then compiled steps that add one optimisation at a
+time (`tinygrad_ee.program.Options`), all timed in turns (`measure_interleaved`),
+median ms and speedup over eager. On CUDA the last two settings add fused elementwise
+kernels and CUDA graphs; their rows also say whether the graphs ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from threadpoolctl import threadpool_limits
+
+import tinygrad_ee as tg
+from benchmarks import models
+from benchmarks.timing import Plan, measure_interleaved, synchronizer
+from tinygrad_ee.program import Options
+
+OFF = {field.name: False for field in dataclasses.fields(Options)}
+# Each setting switches on one more optimisation than the one before.
+SETTINGS = {
+    "replayed, no optimisation": {},
+    "+ duplicates merged, constants folded": {"merge_duplicates": True, "fold_constants": True},
+    "+ dead code removed": {"dead_code": True},
+    "+ stacked weight gradients": {"stack_products": True},
+    "+ buffers reused (out=)": {"reuse_buffers": True},
+    "+ fused elementwise kernels": {"fuse": True},
+    "+ CUDA graphs": {"cuda_graph": True},
+}
+
+
+def rows(device: str, dtype: str, names: list[str], plan: Plan) -> list[dict]:
+    """One row per model and setting: median ms, speedup over eager, graph status."""
+    result = []
+    for spec in models.model_specs():
+        if names and spec.name not in names:
+            continue
+        case = models.make_case(spec, dtype)
+        sides = {"eager": models.engine_callables(case, device).step}
+        options = dict(OFF)
+        for label, switches in SETTINGS.items():
+            options.update(switches)
+            sides[label] = tg.compile(models.engine_callables(case, device).step, **options)
+        sync = synchronizer(device)
+        timings = measure_interleaved(sides, plan, {name: sync for name in sides})
+        eager = timings["eager"].median_ms
+        for label, timing in timings.items():
+            graphs = "-"
+            if label != "eager":
+                graphs = getattr(sides[label].program().run, "failure", "not used") or "used"
+            result.append(
+                {
+                    "model": spec.name,
+                    "setting": label,
+                    "median_ms": timing.median_ms,
+                    "speedup": eager / timing.median_ms,
+                    "graphs": graphs,
+                }
+            )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.compile_modes", description=__doc__)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    parser.add_argument("--model", action="append", help="only this model (repeatable)")
+    parser.add_argument("--repeat", type=int, default=10, help="timed calls per setting")
+    args = parser.parse_args(argv)
+    try:
+        tg.get_backend(args.device)
+    except tg.DeviceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    with threadpool_limits(limits=1, user_api="blas"):
+        table = rows(args.device, args.dtype, args.model or [], Plan(warmup=2, repeats=args.repeat))
+    print(f"{args.device} {args.dtype}: median ms per training step, speedup over eager")
+    print("| model | setting | ms | speedup | CUDA graphs |\n|---|---|---:|---:|---|")
+    for row in table:
+        print(
+            f"| {row['model']} | {row['setting']} | {row['median_ms']:.3f} | "
+            f"{row['speedup']:.2f} | {row['graphs']} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
