@@ -160,6 +160,12 @@ def _add_common(parser: argparse.ArgumentParser, defaults: dict | None) -> None:
         help="stop at the first op that makes a NaN or infinity, forward or backward, "
         "naming it (slower: every op's result is checked)",
     )
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="train with eager steps (op by op) instead of compiled ones (traced once, then "
+        "replayed; the default): for debugging, or to compare",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     parser.add_argument(
         "--blas-threads",
@@ -318,6 +324,7 @@ def run_experiment(name: str, args: argparse.Namespace, out: Path) -> dict:
         momentum=args.momentum if args.momentum is not None else defaults["momentum"],
         clip=clip or None,
         progress=not args.no_progress,
+        compile=not args.no_compile,
     )
     experiment_args = argparse.Namespace(**vars(args))
     experiment_args.data = _data_file(args.data, file_name)
@@ -342,6 +349,7 @@ def run_experiment(name: str, args: argparse.Namespace, out: Path) -> dict:
         "lr": config.lr,
         "momentum": config.momentum,
         "clip": config.clip,
+        "compiled_steps": config.compile,
     }
     metrics["resumed"] = bool(args.resume)
     metrics["device"] = args.device

@@ -62,6 +62,7 @@ class TrainingConfig:
     momentum: float
     clip: float | None = None  # max global gradient norm; None: no clipping
     progress: bool = True
+    compile: bool = True  # train with a compiled step (tg.compile); False: eager
 
 
 @dataclass
@@ -342,6 +343,17 @@ class _Trainer:
             return self.history
         run = self.checkpoint.run if self.checkpoint else None
         kill_at = _kill_point()
+
+        def train_step(indices: tg.Tensor) -> tg.Tensor:
+            loss = batch_loss(indices)
+            optimizer.zero_grad()
+            loss.backward()
+            if config.clip:
+                optim.clip_grad_norm(model.parameters(), config.clip)
+            optimizer.step()
+            return loss
+
+        step = tg.compile(train_step) if config.compile else train_step
         epochs = tqdm(
             range(position.epoch, config.epochs),
             initial=position.epoch,
@@ -369,13 +381,7 @@ class _Trainer:
                 for number, indices in enumerate(steps, start=first + 1):
                     where = f"epoch {epoch + 1}, batch {number} of {len(order)}"
                     try:
-                        loss = batch_loss(indices)
-                        optimizer.zero_grad()
-                        loss.backward()
-                        if config.clip:
-                            optim.clip_grad_norm(model.parameters(), config.clip)
-                        optimizer.step()
-                        value = loss.item()
+                        value = step(tg.Tensor(indices, device=self.backend)).item()
                     except FloatingPointError as error:  # tg.AnomalyError under --detect-anomaly
                         raise self.diverged(f"at {where}: {error}") from None
                     if not math.isfinite(value):  # the loss already computed: no extra cost
@@ -451,7 +457,9 @@ def fit(
 ) -> History:
     """Train ``model`` with SGD-momentum on mini-batches of ``count`` samples.
 
-    ``batch_loss(indices)`` returns the mean loss of the samples at ``indices``.
+    ``batch_loss(indices)`` returns the mean loss of the samples at ``indices`` (an
+    integer tensor on the model's device: the step it is part of is compiled unless
+    ``config.compile`` is False, so it must not read values in Python).
     ``after_epoch(epoch, history)`` may record validation figures in ``history`` and
     returns True to stop early, which it does only with ``early_stopping`` (and a
     checkpoint saying that a run without it stopped early is refused). ``rng`` draws
@@ -499,6 +507,9 @@ def cross_entropy_and_accuracy(log_probs: np.ndarray, truth: np.ndarray) -> tupl
     return float(-picked.mean()), float((log_probs.argmax(axis=1) == truth).mean())
 
 
-def rows(data: tg.Tensor, indices: np.ndarray) -> tg.Tensor:
-    """The rows of a device tensor at host ``indices`` (a gather on the device)."""
-    return data[tg.Tensor(indices, device=data.device)]
+def rows(data: tg.Tensor, indices: np.ndarray | tg.Tensor) -> tg.Tensor:
+    """The rows of a device tensor at ``indices`` (host indices, or a tensor of them on
+    the data's device, as in a compiled step): a gather on the device."""
+    if not isinstance(indices, tg.Tensor):
+        indices = tg.Tensor(indices, device=data.device)
+    return data[indices]

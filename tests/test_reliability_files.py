@@ -29,7 +29,7 @@ from tasks.checkpoint import (
     save_model,
 )
 from tasks.data import DataError, load_activity, load_ngrams, load_patches
-from tasks.training import Checkpoint, TrainingConfig, TrainingDiverged, fit
+from tasks.training import Checkpoint, TrainingConfig, TrainingDiverged, fit, rows
 from tinygrad_ee import nn
 
 FEW = settings(
@@ -210,7 +210,7 @@ def train_small(path: Path, epochs: int = 2, resume: bool = False, model=None, l
     data = tg.Tensor(x)
     history = fit(
         model,
-        lambda idx: model.loss(data[tg.Tensor(idx)], 1e-4, 0.5, 0.1),
+        lambda idx: model.loss(rows(data, idx), 1e-4, 0.5, 0.1),
         len(x),
         TrainingConfig(epochs=epochs, batch_size=16, lr=lr, momentum=0.5, progress=False),
         np.random.default_rng(0),
@@ -413,7 +413,7 @@ def test_finite_losses_whose_sum_overflows_are_a_divergence_and_write_nothing(tm
     with pytest.raises(TrainingDiverged, match=overflowed):
         fit(  # each batch loss is about 1e307 (a constant: gradients unchanged), 16 per batch
             model,
-            lambda idx: model.loss(x[tg.Tensor(idx)], 1e-4, 0.5, 0.1) + 1e307,
+            lambda idx: model.loss(rows(x, idx), 1e-4, 0.5, 0.1) + 1e307,
             40,
             TrainingConfig(epochs=1, batch_size=16, lr=0.05, momentum=0.5, progress=False),
             np.random.default_rng(0),

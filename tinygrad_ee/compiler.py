@@ -11,11 +11,14 @@
     for x, y in batches:
         loss = train_step(x, y)      # 1st call: eager, recorded; then replayed
 
-The first call with given argument shapes runs eagerly while `tracing.py` records
-every array call of the forward pass, the backward walk and the optimiser; `program.py`
-optimises that program and turns it into one Python function. Later calls check the
-guards and run that function on the new arguments' arrays: no tensors, no closures, no
-graph walk, no dtype checks. Parameters, gradients and optimiser state stay in their
+The first call with given argument shapes runs ``fn`` eagerly while `tracing.py`
+records every array call of the forward pass, the backward walk and the optimiser (and
+then puts every tensor back as it was); `program.py` optimises that program and turns it
+into one Python function, which runs the step. Later calls check the guards and run
+that function on the new arguments' arrays: no tensors, no closures, no graph walk, no
+dtype checks. Every call's result is the program's, the first one's too, so a run that
+is resumed from a checkpoint (and traces again) computes what an uninterrupted run
+does, bit for bit. Parameters, gradients and optimiser state stay in their
 tensors' own arrays, which each call updates in place, so ``state_dict()``,
 checkpoints and ``.grad`` always see the current values.
 
@@ -81,11 +84,11 @@ class CompiledStep:
                 return step.replay(args, kwargs)
             if state == "stale":  # its tensors have new arrays: it can never run again
                 programs.remove(step)
-        result, step = self._trace(args, kwargs)
+        step = self._trace(args, kwargs)
         programs.insert(0, step)
         if sum(len(p) for p in self._programs.values()) > MAX_PROGRAMS:
             programs.pop()
-        return result
+        return step.replay(args, kwargs)
 
     def program(self) -> program.Replay:
         """The most recently traced program: its instructions, buffers and source."""
@@ -96,7 +99,8 @@ class CompiledStep:
         """The generated code of the most recently traced program (for reading)."""
         return self.program().source
 
-    def _trace(self, args: tuple, kwargs: dict) -> tuple[Any, _Program]:
+    def _trace(self, args: tuple, kwargs: dict) -> _Program:
+        """Run ``fn`` once, recording its program; the tensors keep their arrays."""
         inputs = [x for x in _flatten((args, kwargs)) if isinstance(x, Tensor)]
         backends = list(dict.fromkeys(_BACKENDS.values()))
         fresh = frozenset().union(*(b.fresh_functions for b in backends))
@@ -111,7 +115,7 @@ class CompiledStep:
         trace = recorder.finish(result)
         step = _Program(trace, inputs, outputs, returned, self.options)
         step.number = self.traces
-        return result, step
+        return step
 
 
 def _signature(values: Any) -> Any:

@@ -423,19 +423,23 @@ class Recorder:
 
     # --- the end ------------------------------------------------------------------------
     def finish(self, result: Any) -> Trace:
-        """Put real arrays back into every tensor and describe the program. Tensors whose
-        arrays the step replaced get arrays of their own: the buffers later replays
-        write into."""
+        """Put real arrays back into every tensor and describe the program.
+
+        Tensors made before the step get their arrays from before it back: the trace only
+        recorded, and the program's first replay makes the step's changes (so that every
+        call, the first too, computes exactly what the program computes). Those the step
+        wrote get arrays of their own if needed: replays write into them in place."""
         states, writes = [], []
         for slot in self.states.values():
             final = _data_slot.__get__(slot.tensor)
             if slot.entry is not None:
                 states.append((slot.tensor, slot.entry.value))
+            array = slot.entry_array
             if type(final) is Traced and final is not slot.entry:
                 writes.append((slot.tensor, final.value))
-                _data_slot.__set__(slot.tensor, _buffer(slot.tensor, slot.entry_array, final.array))
-            else:
-                _data_slot.__set__(slot.tensor, slot.entry_array)
+                if not slot.tensor.backend.writable(array):
+                    array = _owned_copy(slot.tensor, array)
+            _data_slot.__set__(slot.tensor, array)
         grads, input_grads = [], []
         for tensor in self.grad_writes.values():
             grad = _grad_slot.__get__(tensor)
@@ -478,16 +482,6 @@ class Recorder:
 def _owned_copy(tensor: Any, array: Any) -> Any:
     """A copy of ``array`` that only ``tensor`` holds: its buffer in later replays."""
     return tensor.backend.copy(array)
-
-
-def _buffer(tensor: Any, old: Any, new: Any) -> Any:
-    """Where a tensor the step wrote keeps its new values: in its old array, as replays
-    will (so programs traced for other shapes keep theirs), else in a copy of its own."""
-    backend = tensor.backend
-    if backend.writable(old) and tuple(old.shape) == tuple(new.shape) and old.dtype == new.dtype:
-        backend.copy_into(old, new)
-        return old
-    return _owned_copy(tensor, new)
 
 
 def _values_in(x: Any) -> Iterator[Value]:
