@@ -398,7 +398,9 @@ def _with_out(backend: Backend, library: Any, fn: Any, reduce: bool) -> Any:
             return lambda x, axis=None, keepdims=False, out=None, u=ufunc: u.reduce(
                 x, axis=axis, keepdims=keepdims, out=out
             )
-    return fn if fn in (xp.concat, xp.stack, xp.matmul) else None
+    if fn is xp.concat:  # NumPy's and CuPy's concatenate take out=; the standard's may not
+        return library.concatenate
+    return fn if fn in (xp.stack, xp.matmul) else None
 
 
 def _own_contiguous(array: Any) -> bool:
@@ -512,6 +514,9 @@ class CupyBackend(Backend):
 
     def transpose_copy(self, matrix):
         return self._cupy.ascontiguousarray(self._cupy.swapaxes(matrix, -1, -2))
+
+    def copy(self, array):
+        return self._cupy.array(array, copy=True)
 
     def writable(self, array):
         return _own_contiguous(array)
