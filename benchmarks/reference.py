@@ -1,4 +1,4 @@
-"""Hand-derived NumPy reference for one training step of each model in SPEC.md.
+"""Hand-derived NumPy reference for one training step of each of the five models.
 
 Every function here is forward + backward written out by hand, with no autograd, so it
 serves two purposes: a *correctness* reference for the engine's models (same parameter
@@ -8,7 +8,8 @@ same arithmetic). The gradients are themselves checked against finite difference
 
 Conventions shared by all models:
 
-- rows are samples; a dense layer is ``x @ W + b`` with ``W`` of shape (in, out);
+- rows are samples; a dense layer is ``x @ W + b`` with ``W`` of shape (in, out) (the
+  recurrent loops work on transposed arrays inside, see `recurrent_loss_and_grads`);
 - the dtype follows the inputs (float32 in, float32 out; float64 in, float64 out): only
   Python scalars meet arrays, and NumPy 2 keeps those "weak", so nothing is upcast;
 - losses are means over the batch and are returned as Python floats;
@@ -16,10 +17,14 @@ Conventions shared by all models:
 
 Notation in comments: ``dX`` is dJ/dX for the scalar loss J.
 
-Timing note: the recurrent steps are ~150 small (32 x 128 x G 128) matmuls each way. With a
-multi-threaded BLAS on a machine whose cores are busy with anything else, those calls can
-become 10-40x slower (measured: LSTM step 60 ms -> 2.2 s on 2 shared cores). For stable
-figures pin the BLAS to one thread (``python -m benchmarks`` does, by default).
+Speed: this is the floor the engine is measured against, so it is written the fastest
+way we found in NumPy (in place, preallocated scratch, local derivatives computed in the
+forward pass, one product per weight gradient); "How the hand-derived reference is made
+fast" in docs/performance.md lists the choices and their measured effect. The recurrent
+steps are ~150 small (128 x 32 x G 128) matmuls each way: with a multi-threaded BLAS on a
+machine whose cores are busy with anything else, those calls can become 10-40x slower
+(measured: LSTM step 60 ms -> 2.2 s on 2 shared cores). For stable figures pin the BLAS
+to one thread (``python -m benchmarks`` does, by default).
 """
 
 from __future__ import annotations
@@ -40,39 +45,80 @@ CLIP_LOW = 1e-6  # rho_hat is clipped into [CLIP_LOW, 1 - CLIP_LOW] inside the K
 # --------------------------------------------------------------------------- helpers
 
 
-def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Logistic function, written as 0.5 tanh(z / 2) + 0.5.
+def sigmoid(
+    z: np.ndarray,
+    out: np.ndarray | None = None,
+    slope: np.ndarray | None = None,
+    work: np.ndarray | None = None,
+) -> np.ndarray:
+    """Logistic function 1 / (1 + e^-z), with full relative precision in both tails.
 
-    Why this form: tanh never overflows, so it is stable for inputs of any magnitude
-    (1 / (1 + exp(-z)) warns for z < -88 in float32), and it is one transcendental pass
-    plus two in-place ops -- measured 3-6x faster than the exp(-|z|) + where formulation.
-    Its absolute error is one ulp of 0.5, which is all the models need (they never take
-    the log of a sigmoid output except through the clipped KL term).
+    With e = exp(-|z|) and r = 1 / (1 + e): sigmoid(z) = r for z >= 0 and e r for z < 0
+    (e never overflows, and e r keeps its relative precision far into the left tail,
+    where 0.5 tanh(z / 2) + 0.5 rounds to 0). ``slope`` (optional) receives the derivative
+    sigmoid(z) sigmoid(-z), which is (e r) r on both sides. This is the engine's
+    formulation, the same operations in the same order: the values agree bit for bit.
+
+    ``out``, ``slope`` and ``work`` (scratch) are arrays of z's shape and dtype, made when
+    not given; ``out`` may be ``z`` itself. Returns ``out``.
     """
-    out = np.multiply(z, 0.5, out=out)
-    np.tanh(out, out=out)
-    out *= 0.5
-    out += 0.5
+    work = np.empty_like(z) if work is None else work
+    out = np.empty_like(z) if out is None else out
+    e = np.abs(z, out=work)
+    np.greater_equal(z, 0, out=out)  # 1 or 0; the last read of z, so out may be z
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    # where(z >= 0, r, e r) as max(e, [z >= 0]) r: 1 r or e r, the same values bit for
+    # bit, without a data-dependent branch (copyto(where=) on a random mask: ~6x slower)
+    np.maximum(e, out, out=out)
+    r = np.add(e, 1, out=work if slope is None else slope)
+    np.reciprocal(r, out=r)
+    out *= r
+    if slope is not None:
+        er = np.multiply(e, r, out=e)
+        np.multiply(er, r, out=slope)
     return out
+
+
+class _Workspace:
+    """Scratch arrays kept from one call to the next, one per name, remade when the
+    shape or dtype changes.
+
+    Why: a recurrent step needs several arrays of T x (G) H x B (up to ~10 MB each), the
+    language model a few of N x V. Made afresh on every call, their pages are mapped and
+    zeroed again each time (measured: 200-5,500 page faults per step). Only scratch lives
+    here: every array a function returns is its own. Not thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        array = self._arrays.get(name)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = self._arrays[name] = np.empty(shape, dtype)
+        return array
+
+
+_WORKSPACE = _Workspace()
 
 
 def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean cross-entropy of integer ``targets`` (N,) under ``logits`` (N, K), and dlogits.
 
     log p = z - max(z) - log sum exp(z - max(z)): the max shift keeps exp from overflowing.
-    dJ/dz = (softmax(z) - onehot(target)) / N.
+    dJ/dz = (softmax(z) - onehot(target)) / N. Works in place: ``logits`` becomes dlogits.
     """
     n = logits.shape[0]
     rows = np.arange(n)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    sum_exp = exp.sum(axis=1, keepdims=True)
-    log_p_target = shifted[rows, targets] - np.log(sum_exp[:, 0])
-    loss = -float(log_p_target.mean())
-    dlogits = exp / sum_exp  # softmax
-    dlogits[rows, targets] -= 1
-    dlogits *= 1.0 / n
-    return loss, dlogits
+    logits -= np.maximum.reduce(logits, axis=1, keepdims=True)
+    shifted_target = logits[rows, targets]
+    exp = np.exp(logits, out=logits)
+    sum_exp = np.add.reduce(exp, axis=1, keepdims=True)
+    loss = float(np.add.reduce(np.log(sum_exp[:, 0]) - shifted_target)) / n
+    exp *= np.reciprocal(sum_exp * n)  # softmax / N, in one pass over the (N, K) array
+    exp[rows, targets] -= 1.0 / n
+    return loss, exp
 
 
 def scatter_add_rows(indices: np.ndarray, values: np.ndarray, num_rows: int) -> np.ndarray:
@@ -106,7 +152,7 @@ class SGDMomentum:
 
     One velocity per parameter, created (zeros, the param's dtype) on the first step.
     ``clip_norm``: if given, the gradients are scaled down together so that their global
-    L2 norm is at most ``clip_norm`` before the update (SPEC: optional, for vanilla RNNs).
+    L2 norm is at most ``clip_norm`` before the update (optional; meant for vanilla RNNs).
     """
 
     def __init__(self, lr: float, momentum: float, clip_norm: float | None = None):
@@ -114,6 +160,7 @@ class SGDMomentum:
         self.momentum = momentum
         self.clip_norm = clip_norm
         self.velocity: Params = {}
+        self._scaled: Params = {}  # lr g, per parameter: no temporary per step
 
     def step(self, params: Params, grads: Params) -> None:
         scale = 1.0
@@ -125,8 +172,9 @@ class SGDMomentum:
             v = self.velocity.get(name)
             if v is None:
                 v = self.velocity[name] = np.zeros_like(p)
+                self._scaled[name] = np.empty_like(p)
             v *= self.momentum
-            v -= (self.lr * scale) * grads[name]
+            v -= np.multiply(grads[name], self.lr * scale, out=self._scaled[name])
             p += v
 
 
@@ -139,7 +187,7 @@ def init_autoencoder(
     """Params of the sparse autoencoder input_size -> hidden_size -> input_size.
 
     encoder.weight (I, H), encoder.bias (H,), decoder.weight (H, I), decoder.bias (I,),
-    all U(-w0, w0) with w0 = sqrt(6 / (I + H)) as in SPEC (biases included).
+    all U(-w0, w0) with w0 = sqrt(6 / (I + H)) (biases included).
     """
     w0 = math.sqrt(6.0 / (input_size + hidden_size))
     return {
@@ -153,7 +201,7 @@ def init_autoencoder(
 def autoencoder_loss_and_grads(
     params: Params, x: np.ndarray, lam: float, beta: float, rho: float
 ) -> tuple[float, Params]:
-    """Sparse-autoencoder loss J and its gradients, for a batch ``x`` (N, I) (I = 256 in SPEC).
+    """Sparse-autoencoder loss J and its gradients, for a batch ``x`` (N, I) (I = 256 here).
 
     h = sigmoid(x W1 + b1)                      (N, H)
     o = sigmoid(h W2 + b2)                      (N, I)
@@ -165,33 +213,44 @@ def autoencoder_loss_and_grads(
     w2, b2 = params["decoder.weight"], params["decoder.bias"]
     n = x.shape[0]
 
-    # forward
-    h = sigmoid(x @ w1 + b1)
-    o = sigmoid(h @ w2 + b2)
-    q_raw = h.mean(axis=0)
-    q = np.clip(q_raw, CLIP_LOW, 1.0 - CLIP_LOW)
-    diff = o - x
+    # forward, keeping each layer's sigmoid' for backward (in place: no temporaries)
+    h = x @ w1
+    h += b1
+    slope1 = np.empty_like(h)
+    sigmoid(h, out=h, slope=slope1)
+    o = h @ w2
+    o += b2
+    slope2 = np.empty_like(o)
+    sigmoid(o, out=o, slope=slope2)
+    q_raw = np.add.reduce(h, axis=0)  # (cheaper than h.mean(), a Python-level wrapper)
+    q_raw *= 1.0 / n
+    q = np.minimum(np.maximum(q_raw, CLIP_LOW), 1.0 - CLIP_LOW)
+    diff = np.subtract(o, x, out=o)
     reconstruction = 0.5 / n * float(np.vdot(diff, diff))
     decay = 0.5 * lam * (float(np.vdot(w1, w1)) + float(np.vdot(w2, w2)))
     kl = rho * np.log(rho / q) + (1.0 - rho) * np.log((1.0 - rho) / (1.0 - q))
-    loss = reconstruction + decay + beta * float(kl.sum())
+    loss = reconstruction + decay + beta * float(np.add.reduce(kl))
 
-    # backward through the decoder: dJ/do = (o - x) / N, sigmoid' = o (1 - o)
-    dz2 = diff * (o * (1.0 - o))
+    # backward through the decoder: dJ/do = (o - x) / N
+    dz2 = np.multiply(diff, slope2, out=slope2)
     dz2 *= 1.0 / n
-    dw2 = h.T @ dz2 + lam * w2
-    db2 = dz2.sum(axis=0)
+    dw2 = h.T @ dz2
+    dw2 += lam * w2
+    db2 = np.add.reduce(dz2, axis=0)
 
     # dh gets the reconstruction path plus the sparsity path. d KL / dq = -rho/q +
-    # (1-rho)/(1-q); the clip passes the gradient only inside the interval; dq/dh = 1/N
-    # for every row, so that term is the same (H,) row broadcast over the batch.
-    dq = beta * (-rho / q + (1.0 - rho) / (1.0 - q))
-    dq *= (q_raw >= CLIP_LOW) & (q_raw <= 1.0 - CLIP_LOW)
+    # (1-rho)/(1-q); the clip passes the gradient only where it left q as it was; dq/dh
+    # = 1/N for every row, so that term is the same (H,) row broadcast over the batch.
+    dq = (1.0 - rho) / (1.0 - q)
+    dq -= rho / q
+    dq *= q == q_raw
+    dq *= beta / n
     dh = dz2 @ w2.T
-    dh += dq * (1.0 / n)
-    dz1 = dh * (h * (1.0 - h))
-    dw1 = x.T @ dz1 + lam * w1
-    db1 = dz1.sum(axis=0)
+    dh += dq
+    dz1 = np.multiply(dh, slope1, out=slope1)
+    dw1 = x.T @ dz1
+    dw1 += lam * w1
+    db1 = np.add.reduce(dz1, axis=0)
 
     grads = {"encoder.weight": dw1, "encoder.bias": db1, "decoder.weight": dw2, "decoder.bias": db2}
     return loss, grads
@@ -218,7 +277,7 @@ def autoencoder_step(
 def init_language_model(
     vocab: int, dim: int, hidden: int, rng: np.random.Generator, dtype=np.float32
 ) -> Params:
-    """Params of the 4-gram LM, all N(0, 0.01^2) as in SPEC.
+    """Params of the 4-gram LM, all N(0, 0.01^2).
 
     embedding.weight (V, D), hidden.weight (3D, P), hidden.bias (P,),
     output.weight (P, V), output.bias (V,).
@@ -248,21 +307,28 @@ def language_model_loss_and_grads(
     wo, bo = params["output.weight"], params["output.bias"]
     n, width = context.shape
     vocab, dim = emb.shape
+    get, dtype = _WORKSPACE.get, np.result_type(emb, wh, wo)
 
     # forward: E[context] is (N, 3, D); its row-major reshape *is* the concatenation
-    e = emb[context].reshape(n, width * dim)
-    h = sigmoid(e @ wh + bh)
-    loss, dlogits = softmax_cross_entropy(h @ wo + bo, targets)
+    e = np.take(emb, context, axis=0, out=get("lm.e", (n, width, dim), emb.dtype))
+    e = e.reshape(n, width * dim)
+    h = np.matmul(e, wh, out=get("lm.h", (n, wh.shape[1]), dtype))
+    h += bh
+    slope = get("lm.slope", h.shape, dtype)
+    sigmoid(h, out=h, slope=slope, work=get("lm.work", h.shape, dtype))
+    logits = np.matmul(h, wo, out=get("lm.logits", (n, vocab), dtype))
+    logits += bo
+    loss, dlogits = softmax_cross_entropy(logits, targets)
 
     # backward
     dwo = h.T @ dlogits
-    dbo = dlogits.sum(axis=0)
-    dz = dlogits @ wo.T
-    dz *= h * (1.0 - h)
+    dbo = np.add.reduce(dlogits, axis=0)
+    dz = np.matmul(dlogits, wo.T, out=get("lm.dz", h.shape, dtype))
+    dz *= slope
     dwh = e.T @ dz
-    dbh = dz.sum(axis=0)
+    dbh = np.add.reduce(dz, axis=0)
     # de (N, 3D) -> (3N, D), one row per looked-up index, in the same order as context.ravel()
-    de = (dz @ wh.T).reshape(n * width, dim)
+    de = np.matmul(dz, wh.T, out=get("lm.de", e.shape, dtype)).reshape(n * width, dim)
     demb = scatter_add_rows(context.ravel(), de, vocab)
 
     grads = {
@@ -310,8 +376,7 @@ def init_recurrent(
     initialised as its own (fan_in, H) matrix. Head: head.0 (H, 70), head.1 (70, 30),
     head.2 (30, K), each with a bias.
     """
-    if cell not in GATES:
-        raise ValueError(f"cell must be one of {RECURRENT_CELLS}, got {cell!r}")
+    _check_cell(cell)
     g = GATES[cell]
     params = {
         "cell.input_weight": np.concatenate(
@@ -344,15 +409,15 @@ def _head_loss_and_grads(
     loss, dlogits = softmax_cross_entropy(a2 @ w2 + b2, targets)
 
     grads["head.2.weight"] = a2.T @ dlogits
-    grads["head.2.bias"] = dlogits.sum(axis=0)
+    grads["head.2.bias"] = np.add.reduce(dlogits, axis=0)
     dz2 = dlogits @ w2.T
     dz2 *= a2 > 0  # ReLU' (taken as 0 at the kink)
     grads["head.1.weight"] = a1.T @ dz2
-    grads["head.1.bias"] = dz2.sum(axis=0)
+    grads["head.1.bias"] = np.add.reduce(dz2, axis=0)
     dz1 = dz2 @ w1.T
     dz1 *= a1 > 0
     grads["head.0.weight"] = h_last.T @ dz1
-    grads["head.0.bias"] = dz1.sum(axis=0)
+    grads["head.0.bias"] = np.add.reduce(dz1, axis=0)
     return loss, dz1 @ w0.T
 
 
@@ -363,193 +428,269 @@ def recurrent_loss_and_grads(
 
     x (B, T, C) float, targets (B,) int in [0, K). h_0 = c_0 = 0; the head reads h_T.
 
-    Layout, for speed: the sequence is processed time-major. All T input projections
-    x_t Wx + b are one (T B, C) @ (C, G H) matmul before the loop; the loop does only the
-    recurrent matmul h_{t-1} Wh (and its transpose going back); the per-step gradients of
-    the pre-activations are stored (T, B, G H) so that dWx, dWh and db are each one matmul
-    or sum after the loop, rather than T small ones.
+    Layout, for speed: time-major and transposed (a column per sample), so that every
+    gate block of a step is one contiguous (H, B) array. Slot t of ``xh`` (T + 1,
+    C + 1 + H, B) holds [x_t; 1; h_{t-1}]: each step is one matmul of the stacked
+    weights [Wx; b; Wh]^T with its slot (input projection and bias included), and after
+    the backward loop one product of xh with the pre-activation gradients of all T
+    steps gives dWx, db and dWh together.
     """
-    if cell not in GATES:
-        raise ValueError(f"cell must be one of {RECURRENT_CELLS}, got {cell!r}")
-    wx, wh, b = params["cell.input_weight"], params["cell.hidden_weight"], params["cell.bias"]
-    batch, steps, channels = x.shape
-    hidden = wh.shape[0]
-    dtype = np.result_type(x, wh)
-
-    # (B, T, C) -> (T, B, C) contiguous, so that x_proj[t] and the stored arrays are
-    # contiguous (B, .) blocks; the copy is of x only (C = 3 in SPEC), cheap.
-    x_tm = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(steps * batch, channels)
-    x_proj = x_tm @ wx
-    x_proj += b  # in place: a second (T B, G H) temporary costs more than the matmul
-    x_proj = x_proj.reshape(steps, batch, -1)
-
-    # hs[t] = h_t for t = 0..T (hs[0] = h_0 = 0): hs[:-1] are the h_{t-1} of every step.
-    hs = np.zeros((steps + 1, batch, hidden), dtype)
+    _check_cell(cell)
+    channels = x.shape[2]
+    xh = _stacked_inputs(x, params)
     forward, backward = _CELLS[cell]
-    cache = forward(x_proj, wh, hs)
-
+    cache = forward(params, xh, True)
     grads: Params = {}
-    loss, dh_last = _head_loss_and_grads(params, hs[-1], targets, grads)
-
-    # d_in: dJ/d(x_t Wx + b), d_rec: dJ/d(h_{t-1} Wh); both (T, B, G H). They coincide for
-    # rnn and lstm; gru scales the n block of the recurrent one by r.
-    d_in, d_rec = backward(dh_last, wh, hs, cache)
-    h_prev = hs[:-1].reshape(steps * batch, hidden)
-    grads["cell.input_weight"] = x_tm.T @ d_in.reshape(steps * batch, -1)
-    grads["cell.hidden_weight"] = h_prev.T @ d_rec.reshape(steps * batch, -1)
-    grads["cell.bias"] = d_in.sum(axis=(0, 1))
+    h_last = xh[-1, channels + 1 :].T
+    loss, dh_last = _head_loss_and_grads(params, h_last, targets, grads)
+    d_pre = backward(params, xh, cache, np.ascontiguousarray(dh_last.T))
+    cell_grads = _cell_gradients(cell, xh, d_pre)
+    grads["cell.input_weight"] = cell_grads[:channels]
+    grads["cell.bias"] = cell_grads[channels]
+    grads["cell.hidden_weight"] = cell_grads[channels + 1 :]
     return loss, {name: grads[name] for name in params}
 
 
-# Each cell is a (forward, backward) pair over time-major arrays:
-#   forward(x_proj, wh, hs) -> cache: x_proj (T, B, G H) holds x_t Wx + b; it fills hs[1:].
-#   backward(dh_T, wh, hs, cache) -> (d_in, d_rec), both (T, B, G H), as described above.
-# Why the backward passes look the way they do: per step they do only what depends on the
-# incoming gradient. Every *local* derivative (sigmoid' = s (1 - s), tanh' = 1 - t^2 and the
-# products that multiply them) depends only on forward values, so it is computed for all T
-# steps at once, in a few large vectorised ops, before the loop; the loop then multiplies
-# it by dh / dc in place: per step ~5 small ops plus one matmul instead of ~15. The other
-# measured choice: the transposed Wh is made contiguous once, because (B, G H) @ Wh.T through
-# a strided view was ~1.5x slower than through a contiguous copy (64 vs 43 us, float32).
-# At SPEC's sizes (H = 128, T = 150, B = 32) the per-step matmuls and tanh evaluations
-# dominate; these two choices took the float32 backward passes from 3.7 / 21 / 18 ms to
-# 1.8 / 17 / 15 ms (rnn / lstm / gru, one BLAS thread, 2-core machine; +-20 % noise).
+def recurrent_logits(cell: str, params: Params, x: np.ndarray) -> np.ndarray:
+    """Inference only: class logits (B, K) for x (B, T, C), through the same forward pass
+    as `recurrent_loss_and_grads` without what only backward needs."""
+    _check_cell(cell)
+    xh = _stacked_inputs(x, params)
+    _CELLS[cell][0](params, xh, False)
+    h_last = xh[-1, x.shape[2] + 1 :].T
+    a1 = np.maximum(h_last @ params["head.0.weight"] + params["head.0.bias"], 0)
+    a2 = np.maximum(a1 @ params["head.1.weight"] + params["head.1.bias"], 0)
+    return a2 @ params["head.2.weight"] + params["head.2.bias"]
 
 
-def _rnn_forward(x_proj, wh, hs):
-    """h_t = tanh(x_t Wx + b + h_{t-1} Wh), written into hs[t + 1]."""
-    pre = np.empty_like(hs[0])
-    for t in range(x_proj.shape[0]):
-        np.matmul(hs[t], wh, out=pre)
-        pre += x_proj[t]
-        np.tanh(pre, out=hs[t + 1])
+def _check_cell(cell: str) -> None:
+    if cell not in GATES:
+        raise ValueError(f"cell must be one of {RECURRENT_CELLS}, got {cell!r}")
+
+
+def _stacked_inputs(x: np.ndarray, params: Params) -> np.ndarray:
+    """xh (T + 1, C + 1 + H, B): slot t is [x_t; 1; h_{t-1}] (a column per sample), with
+    h_0 = 0; the forward pass fills the h rows of slots 1..T (slot T holds only h_T)."""
+    batch, steps, channels = x.shape
+    wh = params["cell.hidden_weight"]
+    dtype = np.result_type(x, wh)
+    xh = _WORKSPACE.get("xh", (steps + 1, channels + 1 + wh.shape[0], batch), dtype)
+    np.copyto(xh[:steps, :channels], x.transpose(1, 2, 0))
+    xh[:, channels] = 1
+    xh[0, channels + 1 :] = 0
+    return xh
+
+
+def _stacked_weights(params: Params) -> np.ndarray:
+    """[Wx; b; Wh]^T, (G H, C + 1 + H): the weights of one step's xh slot."""
+    wx, b, wh = params["cell.input_weight"], params["cell.bias"], params["cell.hidden_weight"]
+    return np.ascontiguousarray(np.concatenate([wx, b[None], wh]).T)
+
+
+def _cell_gradients(cell: str, xh: np.ndarray, d_pre: np.ndarray) -> np.ndarray:
+    """[dWx; db; dWh] (C + 1 + H, G H) from d_pre (T, G' H, B), the pre-activation
+    gradients of every step: one product over all T B columns.
+
+    Both operands are first copied to (rows, T, B), so that a row holds every column of
+    every step (LSTM, float32: ~3.5 ms). Keeping them in that layout throughout, so that
+    no copy is needed, made the per-step ops strided and cost more (measured: ~+5 ms)."""
+    steps, width, batch = d_pre.shape
+    x_all = _WORKSPACE.get("x_all", (xh.shape[1], steps, batch), xh.dtype)
+    np.copyto(x_all, xh[:steps].transpose(1, 0, 2))
+    d_all = _WORKSPACE.get("d_all", (width, steps, batch), xh.dtype)
+    np.copyto(d_all, d_pre.transpose(1, 0, 2))
+    x_all, d_all = x_all.reshape(xh.shape[1], -1), d_all.reshape(width, -1)
+    if cell == "rnn":
+        return x_all @ d_all.T
+    hid = width // 4
+    if cell == "lstm":  # back from the loop's gate order [o, i, f, g] to [i, f, g, o]
+        return np.roll(x_all @ d_all.T, -hid, axis=1)
+    # gru: d_pre[t] = [dz, dr, dn r, dn]; dWh takes dn r, dWx and db take dn
+    grads = x_all @ d_all[: 3 * hid].T
+    inputs = xh.shape[1] - hid
+    np.matmul(x_all[:inputs], d_all[3 * hid :].T, out=grads[:inputs, 2 * hid :])
+    return grads
+
+
+# Each cell is a (forward, backward) pair over xh (see `recurrent_loss_and_grads`):
+#   forward(params, xh, train) -> cache: fills the h rows of xh[1:]; with train, also
+#     the *local* derivative factors of every step (below);
+#   backward(params, xh, cache, dh_T) -> d_pre (T, G H, B) (GRU: (T, 4 H, B), see there):
+#     dJ/d(pre-activations), for the weight-gradient product.
+# Per step the backward does only what depends on the incoming gradient. Every local
+# derivative (sigmoid' = sigmoid(z) sigmoid(-z), tanh' = 1 - t^2 and the forward values
+# that multiply them) depends on forward values only, so the forward computes it right
+# after the values it needs, while they are in cache, into one slot per step of a
+# (T, ., B) array; the loop multiplies it by dh or dc in place and hands it to the
+# matmul. (Computing them for all T steps at once after the forward pass reads every
+# forward value back from memory: measured slower at these sizes.)
+
+
+def _rnn_forward(params, xh, train):
+    """h_t = tanh([Wx; b; Wh]^T [x_t; 1; h_{t-1}]), written into xh[t + 1]."""
+    w = _stacked_weights(params)
+    hs = xh[:, -w.shape[0] :]
+    for t in range(xh.shape[0] - 1):
+        np.matmul(w, xh[t], out=hs[t + 1])
+        np.tanh(hs[t + 1], out=hs[t + 1])
     return None
 
 
-def _rnn_backward(dh, wh, hs, cache):
-    """da_t = dh_t (1 - h_t^2);  dh_{t-1} = da_t Wh^T."""
-    da = 1.0 - hs[1:] * hs[1:]  # tanh' for every step; becomes da in place
-    wh_t = np.ascontiguousarray(wh.T)  # a contiguous B operand: measured ~30 % faster matmul
-    dh = dh.copy()
+def _rnn_backward(params, xh, cache, dh):
+    """da_t = dh_t (1 - h_t^2);  dh_{t-1} = Wh da_t."""
+    wh = params["cell.hidden_weight"]
+    hs = xh[1:, -wh.shape[0] :]
+    da = _WORKSPACE.get("rnn.da", hs.shape, xh.dtype)
+    np.multiply(hs, hs, out=da)
+    np.subtract(1, da, out=da)  # tanh' of every step in one call: cheap, and out of the loop
     for t in reversed(range(da.shape[0])):
         da[t] *= dh
-        np.matmul(da[t], wh_t, out=dh)
-    return da, da
+        np.matmul(wh, da[t], out=dh)
+    return da
 
 
-def _lstm_forward(x_proj, wh, hs):
-    """a = x_t Wx + b + h_{t-1} Wh = [a_i, a_f, a_g, a_o];  i, f, o = sigmoid, g = tanh;
-    c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)."""
-    steps, batch, width = x_proj.shape
-    hid = width // 4
-    gates = np.empty_like(x_proj)  # activated [i, f, g, o] of every step
-    cs = np.zeros((steps + 1, batch, hid), x_proj.dtype)  # cs[0] = c_0 = 0
-    tanh_cs = np.empty((steps, batch, hid), x_proj.dtype)
-    ig = np.empty((batch, hid), x_proj.dtype)
+def _lstm_forward(params, xh, train):
+    """[a_i; a_f; a_g; a_o] = [Wx; b; Wh]^T [x_t; 1; h_{t-1}];  i, f, o = sigmoid,
+    g = tanh;  c_t = f c_{t-1} + i g;  h_t = o tanh(c_t).
+
+    The loop keeps the gate blocks in the order [o, i, f, g] (the weights rolled by one
+    block), so that the three sigmoids are one call on a (3 H, B) block and the blocks
+    that backward multiplies by dc ([i, f, g]) are adjacent. It stores per step only
+    what backward reads, in one (6 H, B) slot (see `_lstm_backward`); the rest lives in
+    small arrays that stay in cache.
+    """
+    steps, batch = xh.shape[0] - 1, xh.shape[2]
+    hid = params["cell.hidden_weight"].shape[0]
+    w = np.roll(_stacked_weights(params), hid, axis=0)  # [i, f, g, o] -> [o, i, f, g]
+    hs = xh[:, -hid:]
+    get, dtype = _WORKSPACE.get, xh.dtype
+    pre = get("lstm.pre", (4 * hid, batch), dtype)
+    slope, work = (get(f"lstm.{n}", (3 * hid, batch), dtype) for n in ("slope", "work"))
+    tmp = get("lstm.tmp", (hid, batch), dtype)
+    square = get("lstm.square", (2 * hid, batch), dtype)
+    # u = [tanh(c_t); g; c_{t-1}], in the order of the sigmoids whose slopes they multiply;
+    # two of them in turn, as c_t is the next step's c_{t-1}
+    u_pair = get("lstm.u", (2, 3 * hid, batch), dtype)
+    u_pair[0, 2 * hid :] = 0
+    if train:
+        saved = get("lstm.saved", (steps, 6 * hid, batch), dtype)
+    else:
+        saved = get("lstm.slot", (1, 6 * hid, batch), dtype)  # one slot for every step
     for t in range(steps):
-        act = gates[t]
-        np.matmul(hs[t], wh, out=act)
-        act += x_proj[t]
-        i, f, g, o = (act[:, k * hid : (k + 1) * hid] for k in range(4))
-        sigmoid(act[:, : 2 * hid], out=act[:, : 2 * hid])  # i and f, adjacent: one call
-        np.tanh(g, out=g)
-        sigmoid(o, out=o)
-        np.multiply(f, cs[t], out=cs[t + 1])
-        np.multiply(i, g, out=ig)
-        cs[t + 1] += ig
-        np.tanh(cs[t + 1], out=tanh_cs[t])
-        np.multiply(o, tanh_cs[t], out=hs[t + 1])
-    return gates, cs, tanh_cs
+        u, u_next = u_pair[t % 2], u_pair[(t + 1) % 2]
+        tanh_c, g, c_prev, c = u[:hid], u[hid : 2 * hid], u[2 * hid :], u_next[2 * hid :]
+        slot = saved[t if train else 0]
+        np.matmul(w, xh[t], out=pre)
+        # [o; i; f] into rows 2H..5H: f stays there for backward, i and o are overwritten
+        sig = slot[2 * hid : 5 * hid]
+        sigmoid(pre[: 3 * hid], out=sig, slope=slope if train else None, work=work)
+        o, i, f = slot[2 * hid : 3 * hid], slot[3 * hid : 4 * hid], slot[4 * hid : 5 * hid]
+        np.tanh(pre[3 * hid :], out=g)
+        np.multiply(f, c_prev, out=c)
+        np.multiply(i, g, out=tmp)
+        c += tmp
+        np.tanh(c, out=tanh_c)
+        np.multiply(o, tanh_c, out=hs[t + 1])
+        if train:
+            np.multiply(u[: 2 * hid], u[: 2 * hid], out=square)  # tanh(c_t)^2, g^2
+            np.subtract(1, square, out=square)
+            np.multiply(o, square[:hid], out=slot[5 * hid :])
+            np.multiply(i, square[hid:], out=i)
+            np.multiply(slope, u, out=slot[: 3 * hid])  # o is dead: its rows are reused
+    return saved if train else None
 
 
-def _lstm_backward(dh, wh, hs, cache):
+def _lstm_backward(params, xh, saved, dh):
     """Going back through step t, with dc the gradient c_{t+1} sent to c_t:
-    dc += dh o (1 - tanh(c_t)^2)             (h_t = o tanh(c_t))
-    da_i = dc g i (1 - i);   da_f = dc c_{t-1} f (1 - f);   da_g = dc i (1 - g^2)
-    da_o = dh tanh(c_t) o (1 - o);   dc_{t-1} = dc f;   dh_{t-1} = da Wh^T."""
-    gates, cs, tanh_cs = cache
-    steps, batch, width = gates.shape
-    hid = width // 4
-    i, f, g, o = (gates[..., k * hid : (k + 1) * hid] for k in range(4))  # (T, B, H) each
-    # local[t] holds the factors that multiply dc (blocks i, f, g) or dh (block o); the loop
-    # turns it into da in place. Written via (T, B, 4, H) so a block is a (T, B, H) view.
-    local = np.empty_like(gates)
-    blocks = local.reshape(steps, batch, 4, hid)
-    np.multiply(g, i * (1.0 - i), out=blocks[:, :, 0])
-    np.multiply(cs[:-1], f * (1.0 - f), out=blocks[:, :, 1])
-    np.multiply(i, 1.0 - g * g, out=blocks[:, :, 2])
-    np.multiply(tanh_cs, o * (1.0 - o), out=blocks[:, :, 3])
-    dc_from_dh = o * (1.0 - tanh_cs * tanh_cs)
+    dc += dh o (1 - tanh(c_t)^2);   da_o = dh o' tanh(c_t);
+    [da_i; da_f; da_g] = dc [i' g; f' c_{t-1}; i (1 - g^2)];
+    dc_{t-1} = dc f;   dh_{t-1} = Wh da   (blocks in the loop's order [o, i, f, g]).
 
-    wh_t = np.ascontiguousarray(wh.T)
-    dh = dh.copy()
+    saved[t] = [o' tanh(c_t); i' g; f' c_{t-1}; i (1 - g^2); f; o (1 - tanh(c_t)^2)]: its
+    first four blocks, times dh (o) or dc (i, f, g), become da in place.
+    """
+    steps, width, batch = saved.shape
+    hid = width // 6
+    blocks = saved.reshape(steps, 6, hid, batch)  # a view: blocks[t, k] is block k
+    wh = np.roll(params["cell.hidden_weight"], hid, axis=1)
     dc = np.zeros_like(dh)  # nothing flows into c_T from after the last step
+    tmp = np.empty_like(dh)
     for t in reversed(range(steps)):
-        dc += dh * dc_from_dh[t]
-        blocks[t, :, :3] *= dc[:, None, :]  # i, f, g
-        blocks[t, :, 3] *= dh  # o
-        dc *= f[t]
-        np.matmul(local[t], wh_t, out=dh)
-    return local, local
+        np.multiply(dh, blocks[t, 5], out=tmp)
+        dc += tmp
+        blocks[t, 0] *= dh
+        blocks[t, 1:4] *= dc
+        dc *= blocks[t, 4]  # f
+        np.matmul(wh, saved[t, : 4 * hid], out=dh)
+    return saved[:, : 4 * hid]
 
 
-def _gru_forward(x_proj, wh, hs):
-    """With [z, r, n] blocks of x_t Wx + b and of h_{t-1} Wh:
-    z, r = sigmoid(x_z|r + (h Wh)_z|r);  n = tanh(x_n + r (h Wh)_n);  h_t = (1 - z) h + z n."""
-    steps, batch, width = x_proj.shape
-    hid = width // 3
-    zr = np.empty((steps, batch, 2 * hid), x_proj.dtype)
-    ns = np.empty((steps, batch, hid), x_proj.dtype)
-    hn = np.empty((steps, batch, hid), x_proj.dtype)  # (h_{t-1} Wh)_n, needed for dr
-    rec = np.empty((batch, width), x_proj.dtype)
+def _gru_forward(params, xh, train):
+    """With [z; r; n] blocks:  z, r = sigmoid(Wx^T x + b + Wh^T h_{t-1})_{z, r};
+    n = tanh((Wx^T x + b)_n + r (Wh^T h_{t-1})_n);  h_t = (1 - z) h_{t-1} + z n.
+
+    One matmul per step gives [a_z; a_r; (Wh^T h)_n]: the stacked weights' n block has
+    zero columns for x and b, whose n part is one product for all steps beforehand.
+    """
+    steps, width, batch = xh.shape[0] - 1, xh.shape[1], xh.shape[2]
+    hid = params["cell.hidden_weight"].shape[0]
+    inputs = width - hid  # C + 1
+    get, dtype = _WORKSPACE.get, xh.dtype
+    w = _stacked_weights(params)
+    x_n = get("gru.x_n", (steps, hid, batch), dtype)
+    np.matmul(w[2 * hid :, :inputs], xh[:steps, :inputs], out=x_n)
+    w[2 * hid :, :inputs] = 0
+    hs = xh[:, -hid:]
+    pre = get("gru.pre", (3 * hid, batch), dtype)
+    zr = get("gru.zr", (steps, 2 * hid, batch), dtype)
+    slope, work = (get(f"gru.{n}", (2 * hid, batch), dtype) for n in ("slope", "work"))
+    n, tmp = (get(f"gru.{k}", (hid, batch), dtype) for k in ("n", "tmp"))
+    # local[t] = [z' (n - h_{t-1}); r' (Wh^T h)_n; z tanh'(n); -]: times dh, dn, dh;
+    # backward turns it into [dz; dr; dn r; dn] in place
+    local = get("gru.local", (steps, 4 * hid, batch), dtype) if train else None
     for t in range(steps):
-        h = hs[t]
-        np.matmul(h, wh, out=rec)
-        rec += x_proj[t]  # only the z and r blocks use this sum ...
-        sigmoid(rec[:, : 2 * hid], out=zr[t])
-        z, r = zr[t, :, :hid], zr[t, :, hid:]
-        np.subtract(rec[:, 2 * hid :], x_proj[t, :, 2 * hid :], out=hn[t])  # ... n needs it apart
-        np.multiply(r, hn[t], out=ns[t])
-        ns[t] += x_proj[t, :, 2 * hid :]
-        np.tanh(ns[t], out=ns[t])
-        # h_t = h + z (n - h): the same value as (1 - z) h + z n, one op fewer
-        np.subtract(ns[t], h, out=hs[t + 1])
-        hs[t + 1] *= z
+        np.matmul(w, xh[t], out=pre)
+        sigmoid(pre[: 2 * hid], out=zr[t], slope=slope if train else None, work=work)
+        z, r = zr[t, :hid], zr[t, hid:]
+        h, h_wh_n = hs[t], pre[2 * hid :]
+        np.multiply(r, h_wh_n, out=n)
+        n += x_n[t]
+        np.tanh(n, out=n)
+        # n - h goes where a_r was (used up), next to (Wh^T h)_n: one call for both slopes
+        n_minus_h = np.subtract(n, h, out=pre[hid : 2 * hid])
+        np.multiply(z, n_minus_h, out=hs[t + 1])
         hs[t + 1] += h
-    return zr, ns, hn
+        if train:
+            np.multiply(slope, pre[hid:], out=local[t, : 2 * hid])
+            np.multiply(n, n, out=tmp)
+            np.subtract(1, tmp, out=tmp)
+            np.multiply(z, tmp, out=local[t, 2 * hid : 3 * hid])
+    return zr, local
 
 
-def _gru_backward(dh, wh, hs, cache):
+def _gru_backward(params, xh, cache, dh):
     """Going back through step t (h = h_{t-1}):
-    dn = dh z (1 - n^2);   dz = dh (n - h) z (1 - z);   dr = dn (h Wh)_n r (1 - r)
-    the input projection gets [dz, dr, dn], the recurrent one [dz, dr, dn r], and
-    dh_{t-1} = dh (1 - z) + [dz, dr, dn r] Wh^T."""
-    zr, ns, hn = cache
-    steps, batch, _ = zr.shape
-    hid = dh.shape[1]
-    z, r = zr[..., :hid], zr[..., hid:]
-    # local factors for every step (see _lstm_backward); d_rec becomes the gradient in place
-    d_rec = np.empty((steps, batch, 3 * hid), dh.dtype)
-    np.multiply(ns - hs[:-1], z * (1.0 - z), out=d_rec[..., :hid])  # z: times dh
-    np.multiply(hn, r * (1.0 - r), out=d_rec[..., hid : 2 * hid])  # r: times dn
-    np.multiply(z, 1.0 - ns * ns, out=d_rec[..., 2 * hid :])  # n: times dh
-    one_minus_z = 1.0 - z
-    dn = np.empty((steps, batch, hid), dh.dtype)  # dn before the r scaling, for d_in
-
-    wh_t = np.ascontiguousarray(wh.T)
-    dh = dh.copy()
+    dz = dh z' (n - h);   dn = dh z (1 - n^2);   dr = dn r' (Wh^T h)_n;
+    the recurrent product gets [dz; dr; dn r] (its n block is scaled by r), the input
+    projection [dz; dr; dn]; dh_{t-1} = dh (1 - z) + Wh [dz; dr; dn r]."""
+    zr, local = cache
+    steps, width, batch = local.shape
+    hid = width // 4
+    one_minus_z = _WORKSPACE.get("gru.one_minus_z", (steps, hid, batch), dh.dtype)
+    np.subtract(1, zr[:, :hid], out=one_minus_z)
+    wh = params["cell.hidden_weight"]
     through_wh = np.empty_like(dh)
     for t in reversed(range(steps)):
-        step = d_rec[t]
-        step[:, :hid] *= dh
-        np.multiply(step[:, 2 * hid :], dh, out=dn[t])
-        step[:, hid : 2 * hid] *= dn[t]
-        np.multiply(dn[t], r[t], out=step[:, 2 * hid :])
-        np.matmul(step, wh_t, out=through_wh)
+        loc = local[t]
+        dn = loc[3 * hid :]
+        loc[:hid] *= dh
+        np.multiply(loc[2 * hid : 3 * hid], dh, out=dn)
+        loc[hid : 2 * hid] *= dn
+        np.multiply(dn, zr[t, hid:], out=loc[2 * hid : 3 * hid])
+        np.matmul(wh, loc[: 3 * hid], out=through_wh)
         dh *= one_minus_z[t]
         dh += through_wh
-    d_in = np.concatenate([d_rec[..., : 2 * hid], dn], axis=-1)
-    return d_in, d_rec
+    return local
 
 
 _CELLS: dict[str, tuple[Callable, Callable]] = {
@@ -557,21 +698,6 @@ _CELLS: dict[str, tuple[Callable, Callable]] = {
     "lstm": (_lstm_forward, _lstm_backward),
     "gru": (_gru_forward, _gru_backward),
 }
-
-
-def recurrent_logits(cell: str, params: Params, x: np.ndarray) -> np.ndarray:
-    """Inference only: class logits (B, K) for x (B, T, C), through the same forward pass
-    as `recurrent_loss_and_grads` (which also keeps what backward needs)."""
-    wx, wh, b = params["cell.input_weight"], params["cell.hidden_weight"], params["cell.bias"]
-    batch, steps, channels = x.shape
-    x_tm = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(steps * batch, channels)
-    x_proj = x_tm @ wx
-    x_proj += b
-    hs = np.zeros((steps + 1, batch, wh.shape[0]), np.result_type(x, wh))
-    _CELLS[cell][0](x_proj.reshape(steps, batch, -1), wh, hs)
-    a1 = np.maximum(hs[-1] @ params["head.0.weight"] + params["head.0.bias"], 0)
-    a2 = np.maximum(a1 @ params["head.1.weight"] + params["head.1.bias"], 0)
-    return a2 @ params["head.2.weight"] + params["head.2.bias"]
 
 
 def recurrent_step(

@@ -1,9 +1,12 @@
-"""The hand-derived NumPy reference (benchmarks/reference.py) against finite differences.
+"""The hand-derived NumPy reference (benchmarks/reference.py) against finite differences
+and formulas written out independently.
 
 Each model's gradients are checked in float64 by central differences on a random subset
 of entries of every parameter; the parameters are redrawn at a scale (about 0.5) where
 every term of the loss has a gradient well above the finite-difference noise.
 """
+
+import math
 
 import numpy as np
 import pytest
@@ -43,6 +46,50 @@ def check_gradients(loss_fn, params, grads, rng, entries=ENTRIES):
             )
 
 
+# --------------------------------------------------------------------------- sigmoid
+
+
+def sigmoid_by_cases(z):
+    """The stable formulation written out with np.where, as the engine states it."""
+    e = np.exp(-np.abs(z))
+    r = 1 / (1 + e)
+    out = np.where(z >= 0, r, e * r)
+    return out, out * np.where(z >= 0, e * r, r)  # sigmoid'(z) = sigmoid(z) sigmoid(-z)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_and_slope_equal_the_stated_formulation_bit_for_bit(dtype):
+    rng = np.random.default_rng(11)
+    specials = [0.0, -0.0, 1e-30, -1e-30, 30.0, -30.0, 1e4, -1e4, np.inf, -np.inf]
+    z = np.concatenate([rng.normal(0.0, 20.0, 2790), specials]).astype(dtype)
+    expected, expected_slope = sigmoid_by_cases(z)
+    slope = np.empty_like(z)
+    out = ref.sigmoid(z, slope=slope)
+    assert out.dtype == dtype and slope.dtype == dtype
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(slope, expected_slope)
+    np.testing.assert_array_equal(ref.sigmoid(z), expected)  # without a slope
+    in_place = z.reshape(70, -1).copy()  # 2-d, written over its own input
+    ref.sigmoid(in_place, out=in_place, work=np.empty_like(in_place))
+    np.testing.assert_array_equal(in_place.ravel(), expected)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-15)])
+def test_sigmoid_keeps_its_relative_precision_in_both_tails(dtype, rtol):
+    """sigmoid(-z) = e^-z / (1 + e^-z) and sigmoid'(+-z) = e^-z / (1 + e^-z)^2 for z > 0,
+    evaluated in Python floats: 0.5 tanh(z / 2) + 0.5 rounds the left tail to 0 and
+    out (1 - out) the slope of both tails."""
+    z = np.array([5.0, 17.0, 30.0, 60.0], dtype)
+    tail = [math.exp(-v) / (1 + math.exp(-v)) for v in z.tolist()]
+    slope_tail = [math.exp(-v) / (1 + math.exp(-v)) ** 2 for v in z.tolist()]
+    for sign in (1, -1):
+        slope = np.empty_like(z)
+        out = ref.sigmoid(sign * z, slope=slope)
+        np.testing.assert_allclose(slope, slope_tail, rtol=4 * rtol)
+        if sign == -1:
+            np.testing.assert_allclose(out, tail, rtol=2 * rtol)
+
+
 # --------------------------------------------------------------------------- autoencoder
 
 
@@ -63,7 +110,7 @@ def test_autoencoder_gradients(lam, beta, rho):
     )
 
 
-def test_autoencoder_loss_matches_the_spec_formula_at_the_real_input_size():
+def test_autoencoder_loss_matches_the_formula_at_the_real_input_size():
     rng = np.random.default_rng(1)
     params = ref.init_autoencoder(3, rng, np.float64)
     assert params["encoder.weight"].shape == (256, 3)
@@ -151,7 +198,7 @@ def recurrent_case(cell, rng, batch=3, steps=4, channels=2, hidden=3, dtype=np.f
 
 
 @pytest.mark.parametrize("cell", ref.RECURRENT_CELLS)
-@pytest.mark.parametrize("batch, steps", [(2, 2), (4, 5)])
+@pytest.mark.parametrize("batch, steps", [(2, 2), (4, 5), (1, 3)])
 def test_recurrent_gradients(cell, batch, steps):
     rng = np.random.default_rng(5)
     params, x, targets = recurrent_case(cell, rng, batch=batch, steps=steps)
@@ -178,8 +225,8 @@ def test_recurrent_param_layout(cell):
     }
 
 
-def naive_recurrent_loss(cell, params, x, targets):
-    """The SPEC equations step by step, gate blocks sliced by name, for the forward check."""
+def naive_recurrent_logits(cell, params, x):
+    """The model equations step by step, gate blocks sliced by name, for the forward check."""
     wx, wh, b = params["cell.input_weight"], params["cell.hidden_weight"], params["cell.bias"]
     hid = wh.shape[0]
     sig = lambda z: 1 / (1 + np.exp(-z))
@@ -202,20 +249,81 @@ def naive_recurrent_loss(cell, params, x, targets):
             h = (1 - z) * h + z * n
     a = np.maximum(h @ params["head.0.weight"] + params["head.0.bias"], 0)
     a = np.maximum(a @ params["head.1.weight"] + params["head.1.bias"], 0)
-    logits = a @ params["head.2.weight"] + params["head.2.bias"]
+    return a @ params["head.2.weight"] + params["head.2.bias"]
+
+
+def naive_cross_entropy(logits, targets):
     log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
     return -log_p[np.arange(len(targets)), targets].mean()
 
 
 @pytest.mark.parametrize("cell", ref.RECURRENT_CELLS)
-def test_recurrent_forward_matches_the_spec_equations(cell):
+def test_recurrent_forward_matches_the_model_equations(cell):
     """Finite differences cannot see the gate order (any consistent order has correct
-    gradients); this pins [i, f, g, o] and [z, r, n] and where the GRU's r multiplies."""
+    gradients); this pins [i, f, g, o] and [z, r, n] and where the GRU's r multiplies,
+    in the training pass and in the inference pass (which skips the local derivatives)."""
     rng = np.random.default_rng(8)
     params, x, targets = recurrent_case(cell, rng, batch=3, steps=4, hidden=3)
     params = {k: 3 * v for k, v in params.items()}  # saturate some gates: order matters more
+    logits = naive_recurrent_logits(cell, params, x)
     loss, _ = ref.recurrent_loss_and_grads(cell, params, x, targets)
-    assert loss == pytest.approx(naive_recurrent_loss(cell, params, x, targets), rel=1e-12)
+    assert loss == pytest.approx(naive_cross_entropy(logits, targets), rel=1e-12)
+    np.testing.assert_allclose(ref.recurrent_logits(cell, params, x), logits, rtol=1e-12)
+
+
+def test_inference_passes_match_the_model_equations():
+    rng = np.random.default_rng(12)
+    sig = lambda z: 1 / (1 + np.exp(-z))
+    ae, x = autoencoder_case(rng)
+    w1, b1, w2, b2 = ae.values()
+    expected = sig(sig(x @ w1 + b1) @ w2 + b2)
+    np.testing.assert_allclose(ref.autoencoder_forward(ae, x), expected, rtol=1e-12)
+    lm, context, _ = language_model_case(rng)
+    emb, wh, bh, wo, bo = lm.values()
+    e = np.concatenate([emb[context[:, k]] for k in range(3)], axis=1)
+    expected = sig(e @ wh + bh) @ wo + bo
+    np.testing.assert_allclose(ref.language_model_logits(lm, context), expected, rtol=1e-12)
+
+
+def test_results_do_not_depend_on_earlier_calls_and_are_not_overwritten_by_later_ones():
+    """The recurrent and language-model passes keep scratch arrays between calls (remade
+    when a shape or dtype changes); what they return must be the caller's alone."""
+    rng = np.random.default_rng(13)
+
+    def snapshot(result):
+        loss, grads = result
+        return loss, {k: v.copy() for k, v in grads.items()}
+
+    def assert_same(a, b):
+        assert a[0] == b[0]
+        for k in a[1]:
+            np.testing.assert_array_equal(a[1][k], b[1][k], err_msg=k)
+
+    for cell in ref.RECURRENT_CELLS:
+        small = recurrent_case(cell, rng, batch=2, steps=3)
+        large = recurrent_case(cell, rng, batch=4, steps=6)
+        first = ref.recurrent_loss_and_grads(cell, *small)
+        kept = snapshot(first)
+        ref.recurrent_loss_and_grads(cell, *large)  # other shapes: scratch remade
+        ref.recurrent_logits(cell, large[0], large[1])
+        assert_same(first, kept)  # the first call's arrays were not reused
+        more = recurrent_case(cell, rng, batch=2, steps=3)  # same shapes: scratch reused
+        ref.recurrent_loss_and_grads(cell, *more)
+        assert_same(first, kept)
+        assert_same(ref.recurrent_loss_and_grads(cell, *small), kept)  # same inputs, same results
+        p32 = {k: v.astype(np.float32) for k, v in small[0].items()}
+        result32 = ref.recurrent_loss_and_grads(cell, p32, small[1].astype(np.float32), small[2])
+        assert all(g.dtype == np.float32 for g in result32[1].values())
+        assert result32[0] == pytest.approx(kept[0], rel=1e-5)
+        assert_same(first, kept)
+
+    lm, context, targets = language_model_case(rng)
+    first = ref.language_model_loss_and_grads(lm, context, targets)
+    kept = snapshot(first)
+    for n in (9, 6):  # other shapes, then the same ones
+        ref.language_model_loss_and_grads(*language_model_case(rng, n=n))
+        assert_same(first, kept)
+    assert_same(ref.language_model_loss_and_grads(lm, context, targets), kept)
 
 
 def test_unknown_cell_is_an_error():
@@ -270,10 +378,12 @@ def test_extreme_inputs_stay_finite_without_warnings():
 def test_sgd_momentum_update():
     p = {"w": np.array([1.0, 2.0])}
     opt = ref.SGDMomentum(lr=0.1, momentum=0.5)
-    opt.step(p, {"w": np.array([1.0, -1.0])})  # v = -0.1 g
+    grads = {"w": np.array([1.0, -1.0])}
+    opt.step(p, grads)  # v = -0.1 g
     np.testing.assert_allclose(p["w"], [0.9, 2.1])
-    opt.step(p, {"w": np.array([1.0, -1.0])})  # v = 0.5 v - 0.1 g
+    opt.step(p, grads)  # v = 0.5 v - 0.1 g
     np.testing.assert_allclose(p["w"], [0.9 - 0.15, 2.1 + 0.15])
+    np.testing.assert_array_equal(grads["w"], [1.0, -1.0])  # the gradients are left as they were
 
 
 def test_sgd_momentum_clips_the_global_norm():
