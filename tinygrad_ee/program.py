@@ -222,7 +222,30 @@ def stack_products(
             return None
         return a, b
 
+    position = {ins.out: i for i, ins in enumerate(instructions) if ins.out is not None}
+    first_use: dict[Value, int] = {}
+    for i, ins in enumerate(instructions):
+        for value in values_in((ins.args, ins.kwargs)):
+            first_use.setdefault(value, i)
+    stacks = [ins for ins in instructions if ins.fn is xp.stack and ins.kwargs.get("axis", 0) == 0]
+
+    def stacked_already(b_list: list[Value], after: int) -> tuple[Instruction, int] | None:
+        """A stack (along axis 0) holding these operands as a run of consecutive parts
+        (and where that run starts), usable by a sum first needed at ``after``: the
+        backward of a recurrence's ``unbind`` stacks each step's gradient, and a
+        recurrent weight's gradient needs them too."""
+        wanted = {id(_producer(b, made_by, xp)) for b in b_list}
+        for stack in stacks:
+            parts = stack.args[0] if stack.args else None
+            if type(parts) not in (list, tuple) or position[stack.out] >= after:
+                continue
+            places = sorted(i for i, p in enumerate(parts) if id(p) in wanted)
+            if len(places) == len(wanted) and places[-1] - places[0] == len(places) - 1:
+                return stack, places[0]
+        return None
+
     replaced: dict[Instruction, list[Instruction]] = {}
+    after: dict[Instruction, list[Instruction]] = {}  # instructions placed after another
     done: set[Value] = set()
     superseded: set[Value] = set()  # partial sums and single products, unused once stacked
     for ins in reversed(instructions):  # outermost sums first
@@ -238,12 +261,25 @@ def stack_products(
         superseded.update(partial)
         for v, _ in stackable:
             superseded.update([v, made_by[v].args[0]])
-        replaced[ins] = _stacked_sum(ins, parts, stackable, xp)
+        found = stacked_already([ops[1] for _, ops in stackable], first_use.get(ins.out, 1 << 60))
+        if found is None:
+            replaced[ins] = _stacked_sum(ins, parts, stackable, xp)
+            continue
+        stack, start = found
+        order = [id(p) for p in stack.args[0]]
+        stackable.sort(key=lambda item: order.index(id(_producer(item[1][1], made_by, xp))))
+        new = _stacked_sum(ins, parts, stackable, xp, (stack.out, start))
+        if position[stack.out] > position[ins.out]:
+            replaced[ins] = []
+            after.setdefault(stack, []).extend(new)
+        else:
+            replaced[ins] = new
     if not replaced:
         return instructions
     result = []
     for ins in instructions:
         result.extend(replaced.get(ins, [ins]))
+        result.extend(after.get(ins, []))
     kept, needed = [], set()
     for ins in reversed(result):
         if ins.out is None or ins.out not in superseded or ins.out in needed:
@@ -259,20 +295,30 @@ def _new_value(like: Value, shape: tuple[int, ...], views: tuple = ()) -> Value:
     return Value(next(_counter), "op", shape, like.dtype, not views, views)
 
 
-def _stacked_sum(ins: Instruction, parts: list, stackable: list, xp: Any) -> list[Instruction]:
-    """Instructions computing ``ins.out`` (a sum of ``parts``) with one stacked product."""
+def _stacked_sum(
+    ins: Instruction, parts: list, stackable: list, xp: Any, b_stacked: tuple | None = None
+) -> list[Instruction]:
+    """Instructions computing ``ins.out`` (a sum of ``parts``) with one stacked product.
+    ``b_stacked``: (a stack holding the right operands from part ``start`` on, start),
+    which is then only sliced and reshaped."""
     a_list = [ops[0] for _, ops in stackable]
     b_list = [ops[1] for _, ops in stackable]
     (rows, a_cols), b_cols = a_list[0].shape, b_list[0].shape[1]
     count = len(stackable) * rows
     a_all = _new_value(a_list[0], (count, a_cols))
-    b_all = _new_value(b_list[0], (count, b_cols))
     a_t = _new_value(a_all, (a_cols, count), views=(a_all,))
-    new = [
-        Instruction(xp.concat, (a_list,), {"axis": 0}, a_all, "stack"),
-        Instruction(xp.concat, (b_list,), {"axis": 0}, b_all, "stack"),
-        Instruction(xp.matrix_transpose, (a_all,), {}, a_t, "matrix_transpose"),
-    ]
+    new = [Instruction(xp.concat, (a_list,), {"axis": 0}, a_all, "stack")]
+    if b_stacked is None:
+        b_all = _new_value(b_list[0], (count, b_cols))
+        new.append(Instruction(xp.concat, (b_list,), {"axis": 0}, b_all, "stack"))
+    else:
+        stacked, start = b_stacked
+        run = _new_value(stacked, (len(b_list), *stacked.shape[1:]), views=(stacked,))
+        index = (slice(start, start + len(b_list)), Ellipsis)
+        new.append(Instruction(operator.getitem, (stacked, index), {}, run, "getitem"))
+        b_all = _new_value(b_list[0], (count, b_cols), views=(run,))
+        new.append(Instruction(xp.reshape, (run, (count, b_cols)), {}, b_all, "reshape"))
+    new.append(Instruction(xp.matrix_transpose, (a_all,), {}, a_t, "matrix_transpose"))
     rest = [v for v in parts if v not in {v for v, _ in stackable}]
     total = ins.out if not rest else _new_value(ins.out, ins.out.shape)
     new.append(Instruction(xp.matmul, (a_t, b_all), {}, total, "stacked matmul"))
@@ -402,6 +448,10 @@ class Plan:
     storage: dict[Value, str] = field(default_factory=dict)
     buffers: list[tuple[tuple[int, ...], Any]] = field(default_factory=list)
     copies: list[tuple[str, Value]] = field(default_factory=list)  # (target, value) at the end
+    # Concatenations whose parts were written in place: value -> the parts copied in
+    # at its instruction (the others wrote straight into their slice); see `_assemble`.
+    assembled: dict[Value, list[tuple[str, Value]]] = field(default_factory=dict)
+    placed: set[Value] = field(default_factory=set)  # storage fixed by `_assemble`
 
 
 def plan_buffers(
@@ -418,6 +468,8 @@ def plan_buffers(
     plan = Plan()
     last = _last_uses(instructions, outputs)
     target_of = {value: (name, entry) for name, value, entry in targets}
+    if reuse:
+        _assemble(instructions, plan, set(returned) | set(target_of), backend)
     pinned: set[Value] = set()
     free: dict[tuple, list[str]] = {}
     owner: dict[str, Value] = {}  # buffer name -> value whose storage it is
@@ -425,6 +477,8 @@ def plan_buffers(
     def place(i: int, ins: Instruction) -> None:
         value = ins.out
         if not reuse or value is None or value in returned or value.views or not value.contiguous:
+            return
+        if value in plan.placed:
             return
         if value.shape == ():  # NumPy computes on 0-d results as scalars (own rounding): keep
             return
@@ -443,6 +497,8 @@ def plan_buffers(
                 pinned.add(value)
                 return
         for arg in values_in(ins.args):
+            if arg in plan.placed:  # its array is part of a concatenation: keep it
+                continue
             if _can_overwrite(ins, arg, i, last, backend) and arg.kind == "op" and arg.views == ():
                 name = plan.storage.get(arg, repr(arg))
                 if owner.get(name, arg) is arg or name == repr(arg):
@@ -472,6 +528,73 @@ def plan_buffers(
         if plan.storage.get(value) != name:
             plan.copies.append((name, value))
     return plan
+
+
+def _assemble(instructions: list[Instruction], plan: Plan, kept: set[Value], backend: Any) -> None:
+    """Let the parts of each concatenation (``concat``, ``stack``) be computed straight
+    into their slice of its result, a buffer of its own: the copy disappears, and so do
+    the parts' own buffers. A part that cannot be (a constant, a view, a result of a
+    call without ``out=``, a part already placed elsewhere) is copied in as before.
+    Outermost first, so that a concatenation of concatenations places every level."""
+    xp = backend.xp
+    made_by = {ins.out: ins for ins in instructions if ins.out is not None}
+    for ins in reversed(instructions):
+        if ins.fn not in (xp.concat, xp.stack) or ins.out is None or not ins.args:
+            continue
+        whole, parts = ins.out, ins.args[0]
+        if type(parts) not in (list, tuple) or not all(isinstance(p, Value) for p in parts):
+            continue
+        if whole in kept or whole.views or not whole.contiguous or not whole.shape:
+            continue
+        if len({id(p) for p in parts}) != len(parts):
+            continue
+        axis = ins.kwargs.get("axis", ins.args[1] if len(ins.args) > 1 else 0) % len(whole.shape)
+        storage = plan.storage.get(whole)
+        if storage is None:
+            storage = f"b{len(plan.buffers)}"
+            plan.buffers.append((whole.shape, whole.dtype))
+            plan.storage[whole] = storage
+            plan.placed.add(whole)
+        contiguous = all(n == 1 for n in whole.shape[:axis])
+        copies, offset = [], 0
+        for position, part in enumerate(parts):
+            if ins.fn is xp.stack:
+                index = ":, " * axis + str(position)
+            else:
+                index = ":, " * axis + f"{offset}:{offset + part.shape[axis]}"
+                offset += part.shape[axis]
+            where = f"{storage}[{index}]"
+            producer = _producer(part, made_by, xp)
+            maker = made_by.get(producer)
+            fits = (
+                maker is not None
+                and producer not in plan.placed
+                and producer not in kept
+                and producer.kind == "op"
+                and not producer.views
+                and producer.contiguous
+                and producer.shape != ()
+                and (maker.fn in (xp.concat, xp.stack) or backend.with_out(maker.fn) is not None)
+                and (contiguous or backend.can_alias(maker.fn) or maker.fn in (xp.concat, xp.stack))
+            )
+            if fits:
+                plan.storage[producer] = where
+                plan.placed.add(producer)
+            else:
+                copies.append((where, part))
+        plan.assembled[whole] = copies
+
+
+def _producer(part: Value, made_by: dict, xp: Any) -> Value:
+    """The value whose array ``part`` is: itself, or what it reshapes without changing
+    its shape (a linear layer's (-1, n) view of an (N, n) input)."""
+    ins = made_by.get(part)
+    while ins is not None and ins.fn is xp.reshape and ins.args and isinstance(ins.args[0], Value):
+        if ins.args[0].shape != part.shape:
+            break
+        part = ins.args[0]
+        ins = made_by.get(part)
+    return part
 
 
 def _can_overwrite(ins: Instruction, arg: Any, i: int, last: dict, backend: Any) -> bool:
@@ -533,6 +656,14 @@ def statement(
     ins: Instruction, names: Names, plan: Plan, backend: Any, ref: Callable[[str], str] = str
 ) -> str:
     """One instruction as a line of Python (a check: the test, without raising)."""
+    if ins.out in plan.assembled:  # its parts are in place already, or copied in here
+        copy = names.of(backend.copy_into, "f")
+        storage = plan.storage[ins.out]
+        lines = [
+            f"{copy}({where}, {_literal(part, names, ref)})"
+            for where, part in plan.assembled[ins.out]
+        ]
+        return "; ".join([*lines, f"{ref(repr(ins.out))} = {storage}  # {ins.name}, assembled"])
     args = [_literal(a, names, ref) for a in ins.args]
     if ins.out is None:
         return args[0]
