@@ -299,3 +299,202 @@ def test_sequence_classifier_training_reduces_the_loss(cell):
     xs, ys = tg.Tensor(x, dtype="float32"), tg.Tensor(labels)
     losses = train(model, lambda: model.loss(xs, ys), 40, lr=0.1)
     assert losses[-1] < 0.6 * losses[0], losses
+
+
+# --- initialisation ------------------------------------------------------------------------
+@pytest.mark.parametrize("cell, gates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
+def test_xavier_start_is_uniform_per_gate_block_from_the_seed(cell, gates):
+    """The default start, drawn again here from the documented distribution."""
+    nn.seed(11)
+    model = SequenceClassifier(cell, input_size=3, classes=2, hidden_size=5, init="xavier")
+    assert (
+        model.state_dict().keys()
+        == SequenceClassifier(cell, 3, 2, hidden_size=5).state_dict().keys()
+    )
+    rng = np.random.default_rng(11)  # the initialisers' generator, seeded alike
+    input_bound, hidden_bound = np.sqrt(6 / (3 + 5)), np.sqrt(6 / (5 + 5))
+    expected_input = rng.uniform(-input_bound, input_bound, (3, gates * 5)).astype("float32")
+    expected_hidden = rng.uniform(-hidden_bound, hidden_bound, (5, gates * 5)).astype("float32")
+    np.testing.assert_array_equal(model.cell.input_weight.numpy(), expected_input)
+    np.testing.assert_array_equal(model.cell.hidden_weight.numpy(), expected_hidden)
+    np.testing.assert_array_equal(model.cell.bias.numpy(), np.zeros(gates * 5))
+
+
+@pytest.mark.parametrize("cell, gates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
+def test_orthogonal_start_per_gate_block_and_the_forget_bias(device, cell, gates):
+    nn.seed(4, device)
+    hidden = 7
+    model = SequenceClassifier(
+        cell, 3, 2, hidden_size=hidden, init="orthogonal", device=device, dtype="float64"
+    )
+    weight = model.cell.hidden_weight.numpy()
+    assert weight.shape == (hidden, gates * hidden)
+    blocks = [weight[:, k * hidden : (k + 1) * hidden] for k in range(gates)]
+    for k, block in enumerate(blocks):
+        np.testing.assert_allclose(block.T @ block, np.eye(hidden), rtol=0, atol=1e-6, err_msg=k)
+    for a in range(gates):  # drawn independently: not the same matrix again
+        for b in range(a):
+            assert not np.allclose(blocks[a], blocks[b])
+    expected_bias = np.zeros(gates * hidden)
+    if cell == "lstm":  # blocks [i, f, g, o]: the forget gate's bias is 1
+        expected_bias[hidden : 2 * hidden] = 1.0
+    np.testing.assert_array_equal(model.cell.bias.numpy(), expected_bias)
+    bound = np.sqrt(6 / (3 + hidden))  # the input weights stay Xavier-uniform
+    assert np.abs(model.cell.input_weight.numpy()).max() <= bound
+    nn.seed(4, "cpu")
+    on_cpu = SequenceClassifier(cell, 3, 2, hidden_size=hidden, init="orthogonal", dtype="float64")
+    for name, value in on_cpu.state_dict().items():  # the same start on every device
+        np.testing.assert_array_equal(model.state_dict()[name], value, err_msg=name)
+
+
+def test_orthogonal_float32_blocks_are_orthogonal_to_float32_rounding():
+    nn.seed(0)
+    model = SequenceClassifier("lstm", 3, 2, hidden_size=64, init="orthogonal")
+    weight = model.cell.hidden_weight.numpy().astype(np.float64)
+    for k in range(4):
+        block = weight[:, k * 64 : (k + 1) * 64]
+        np.testing.assert_allclose(block.T @ block, np.eye(64), rtol=0, atol=1e-6)
+
+
+def test_unknown_init_names_the_choices():
+    with pytest.raises(
+        ValueError, match=r"unknown init 'he': expected one of \['xavier', 'orthogonal'\]"
+    ):
+        SequenceClassifier("gru", 3, 2, init="he")
+
+
+# --- input standardisation ---------------------------------------------------------------------
+def standardized_model(cell="gru", device="cpu", dtype="float64", **options):
+    nn.seed(0, device)
+    return SequenceClassifier(
+        cell, 2, 3, hidden_size=4, head_sizes=(5,), device=device, dtype=dtype, **options
+    )
+
+
+def test_fit_standardization_takes_per_channel_statistics_of_the_training_inputs():
+    model = standardized_model(standardize=True)
+    # channel 0 holds 1, 3, 1, 3: mean 2, deviation 1; channel 1 is constant 5
+    x = np.array([[[1.0, 5.0], [3.0, 5.0]], [[1.0, 5.0], [3.0, 5.0]]])
+    model.fit_standardization(x)
+    np.testing.assert_array_equal(model.input_mean.numpy(), [2.0, 5.0])
+    np.testing.assert_array_equal(model.input_std.numpy(), [1.0, 1.0])  # constant: std 1
+    rng = np.random.default_rng(0)
+    x = rng.normal([3.0, -2.0], [0.5, 4.0], size=(6, 9, 2))
+    model.fit_standardization(tg.Tensor(x))  # a Tensor too
+    pooled = x.reshape(-1, 2)  # every batch and time step together
+    np.testing.assert_allclose(model.input_mean.numpy(), pooled.mean(axis=0), rtol=1e-14)
+    deviation = np.sqrt(((pooled - pooled.mean(axis=0)) ** 2).mean(axis=0))  # population
+    np.testing.assert_allclose(model.input_std.numpy(), deviation, rtol=1e-14)
+
+
+def test_standardised_logits_are_the_logits_of_standardised_inputs(device):
+    plain = standardized_model(device=device)
+    model = standardized_model(device=device, standardize=True)
+    x = np.random.default_rng(1).normal(10.0, 3.0, size=(4, 6, 2))
+    model.fit_standardization(x)
+    mean, std = model.input_mean.numpy(), model.input_std.numpy()
+    ours = model.logits(tg.Tensor(x, device=device)).numpy()
+    expected = plain.logits(tg.Tensor((x - mean) / std, device=device)).numpy()
+    np.testing.assert_array_equal(ours, expected)
+
+
+def test_without_standardisation_the_model_is_as_before():
+    model = standardized_model()
+    assert not model.named_buffers()
+    assert list(model.state_dict()) == [
+        "cell.input_weight",
+        "cell.hidden_weight",
+        "cell.bias",
+        "head.0.weight",
+        "head.0.bias",
+        "head.1.weight",
+        "head.1.bias",
+    ]
+    with pytest.raises(ValueError, match="built with standardize=False"):
+        model.fit_standardization(np.zeros((2, 3, 2)))
+
+
+def _train_and_evaluate(x_train, y_train, x_other):
+    """Fit the statistics, train 5 Adam steps with weight decay, evaluate on other data."""
+    model = standardized_model("lstm", standardize=True)
+    model.fit_standardization(x_train)
+    optimizer = optim.Adam(model.parameters(), lr=0.01, weight_decay=0.1)
+    for _ in range(5):
+        optimizer.zero_grad()
+        model.loss(tg.Tensor(x_train), tg.Tensor(y_train)).backward()
+        optimizer.step()
+    with tg.no_grad():
+        model.logits(tg.Tensor(x_other))
+    return model
+
+
+def test_standardisation_statistics_come_from_the_training_inputs_only():
+    rng = np.random.default_rng(2)
+    x_train, y_train = rng.normal(4.0, 2.0, (8, 5, 2)), rng.integers(0, 3, 8)
+    x_test = rng.normal(4.0, 2.0, (8, 5, 2))
+    clean = _train_and_evaluate(x_train, y_train, x_test)
+    poisoned = _train_and_evaluate(x_train, y_train, x_test * 1e6 - 3e5)
+    for name, value in clean.state_dict().items():
+        np.testing.assert_array_equal(poisoned.state_dict()[name], value, err_msg=name)
+    # training changed no statistic (the optimiser, with its weight decay, never saw them)
+    np.testing.assert_array_equal(clean.input_mean.numpy(), x_train.mean(axis=(0, 1)))
+    np.testing.assert_array_equal(clean.input_std.numpy(), x_train.std(axis=(0, 1)))
+    assert not any(p is clean.input_mean or p is clean.input_std for p in clean.parameters())
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_standardised_model_gradients_and_no_gradient_for_the_statistics(device, cell):
+    model = standardized_model(cell, device=device, standardize=True, init="orthogonal")
+    rng = np.random.default_rng(3)
+    model.fit_standardization(rng.normal([5.0, -1.0], [3.0, 0.2], (10, 4, 2)))
+    x = tg.Tensor(rng.normal([5.0, -1.0], [3.0, 0.2], (3, 4, 2)), requires_grad=True, device=device)
+    targets = tg.Tensor(rng.integers(0, 3, 3), device=device)
+    gradcheck_model(model, lambda m, x: m.loss(x, targets), x)
+    model.loss(x, targets).backward()
+    assert model.input_mean.grad is None and model.input_std.grad is None
+
+
+def test_state_dict_round_trip_carries_the_statistics(device, tmp_path):
+    source = standardized_model(device=device, dtype="float32", standardize=True)
+    x = np.random.default_rng(4).normal(0.3, 7.0, (5, 6, 2)).astype("float32")
+    source.fit_standardization(x)
+    np.savez(tmp_path / "model.npz", **source.state_dict())
+    target = standardized_model(device=device, dtype="float32", standardize=True)
+    with np.load(tmp_path / "model.npz") as saved:
+        target.load_state_dict(dict(saved))
+    for name, value in source.state_dict().items():
+        np.testing.assert_array_equal(target.state_dict()[name], value, err_msg=name)
+    x = tg.Tensor(x, device=device)
+    np.testing.assert_array_equal(target.logits(x).numpy(), source.logits(x).numpy())
+
+
+@pytest.mark.parametrize("bad, shown", [(0.0, "0.0"), (-2.0, "-2.0")])
+def test_load_refuses_a_standard_deviation_that_is_not_positive(bad, shown):
+    model = standardized_model(standardize=True)
+    before = model.state_dict()
+    state = dict(before, input_std=np.array([1.0, bad]))
+    with pytest.raises(
+        ValueError, match=rf"'input_std' must be positive, got {shown} \(channel 1\)"
+    ):
+        model.load_state_dict(state)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (np.zeros((2, 3, 3)), r"must have shape \(B, T, 2\) with B, T > 0, got \(2, 3, 3\)"),
+        (np.zeros((0, 3, 2)), r"got \(0, 3, 2\)"),
+        (np.zeros((6, 2)), r"got \(6, 2\)"),
+        (np.full((2, 3, 2), np.nan), "training inputs hold NaN or infinity"),
+        (np.full((2, 3, 2), "a"), "training inputs must be numbers, got <U1"),
+        (np.full((2, 3, 2), 1e300), "beyond the range of float32"),
+    ],
+)
+def test_fit_standardization_checks_its_inputs_and_changes_nothing(x, message):
+    model = standardized_model(dtype="float32", standardize=True)
+    with pytest.raises(ValueError, match=message):
+        model.fit_standardization(x)
+    np.testing.assert_array_equal(model.input_mean.numpy(), [0.0, 0.0])
+    np.testing.assert_array_equal(model.input_std.numpy(), [1.0, 1.0])

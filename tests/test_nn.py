@@ -223,6 +223,91 @@ def test_load_lists_every_problem_at_once():
     assert "'layers.1.weight' has the wrong shape: expected (2, 1), got (3,)" in message
 
 
+# --- buffers ---------------------------------------------------------------------------
+
+
+class Scaled(nn.Module):
+    """A layer whose input is shifted by a saved, untrained offset."""
+
+    def __init__(self, device="cpu", dtype="float64"):
+        self.layer = nn.Linear(2, 1, device=device, dtype=dtype)
+        self.offset = nn.Buffer(np.array([0.5, -1.5]), device=device, dtype=dtype)
+
+    def forward(self, x):
+        return self.layer(x - self.offset)
+
+
+def test_buffers_are_saved_but_never_trained(device):
+    outer = Block(device)
+    outer.scaled = Scaled(device)
+    assert [name for name, _ in outer.named_buffers()] == ["scaled.offset"]
+    assert all(not isinstance(p, nn.Buffer) for p in outer.parameters())
+    assert len(outer.parameters()) == 8
+    assert list(outer.state_dict())[-1] == "scaled.offset"
+    np.testing.assert_array_equal(outer.state_dict()["scaled.offset"], [0.5, -1.5])
+    buffer = outer.scaled.offset
+    assert isinstance(buffer, tg.Tensor) and not buffer.requires_grad
+    out = outer.scaled(t(np.ones((3, 2)), device))
+    out.sum().backward()
+    assert buffer.grad is None and outer.scaled.layer.weight.grad is not None
+
+
+def test_state_dict_with_buffers_round_trips_bit_for_bit(device, tmp_path):
+    source, target = Scaled(device), Scaled(device)
+    source.offset.data = source.offset.data * 0.1  # not exact in binary: any rounding shows
+    np.savez(tmp_path / "scaled.npz", **source.state_dict())
+    with np.load(tmp_path / "scaled.npz") as saved:
+        target.load_state_dict(dict(saved))
+    for name, value in source.state_dict().items():
+        np.testing.assert_array_equal(target.state_dict()[name], value, err_msg=name)
+    x = t(np.array([[0.3, 0.7]]), device)
+    assert target(x).item() == source(x).item()
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("offset", None, r"missing keys \['offset'\]"),
+        ("offset", np.zeros(3), r"'offset' has the wrong shape: expected \(2,\), got \(3,\)"),
+        ("offset", np.array([np.nan, 0.0]), r"'offset' holds nan at index \(0,\)"),
+        ("offset", np.array(["a", "b"]), r"'offset' has dtype <U1"),
+    ],
+)
+def test_load_checks_buffers_like_parameters_and_changes_nothing(device, key, value, message):
+    module = Scaled(device)
+    original = module.state_dict()
+    state = {name: array + 1.0 for name, array in original.items()}
+    if value is None:
+        del state[key]
+    else:
+        state[key] = value
+    with pytest.raises(ValueError, match=message):
+        module.load_state_dict(state)
+    _assert_unchanged(module, original)
+
+
+def test_state_problems_refuse_a_load_and_change_nothing():
+    class Positive(Scaled):
+        def state_problems(self, values):
+            return [] if (values["offset"] > 0).all() else ["'offset' must be positive"]
+
+    module = Positive()
+    original = module.state_dict()
+    with pytest.raises(ValueError, match="load_state_dict: 'offset' must be positive"):
+        module.load_state_dict({name: value + 1.0 for name, value in original.items()})
+    _assert_unchanged(module, original)
+    module.load_state_dict({name: value + 2.0 for name, value in original.items()})
+    np.testing.assert_array_equal(module.offset.numpy(), [2.5, 0.5])
+
+
+def test_to_moves_buffers():
+    module = Scaled("cpu")
+    assert module.to("strict") is module
+    assert module.offset.device == "strict"
+    np.testing.assert_array_equal(module.offset.numpy(), [0.5, -1.5])
+    module(tg.Tensor(np.ones((1, 2)), device="strict"))  # no mixed devices
+
+
 # --- initialisers -------------------------------------------------------------------
 
 
@@ -267,6 +352,51 @@ def test_initialisers_draw_the_requested_shape_dtype_and_range(device):
     q = nn.normal((2,), 1.0, device)
     assert isinstance(q, nn.Parameter) and q.device == tg.get_backend(device).device
     assert "float32" in str(q.dtype)
+
+
+@pytest.mark.parametrize("shape", [(5, 5), (7, 3), (3, 7), (1, 4)])
+def test_orthogonal_init_has_orthonormal_columns_or_rows(device, shape):
+    nn.seed(2, device)
+    w = nn.orthogonal(shape, device=device, dtype="float64")
+    assert isinstance(w, nn.Parameter) and w.shape == shape and "float64" in str(w.dtype)
+    w = w.numpy()
+    gram = w.T @ w if shape[0] >= shape[1] else w @ w.T
+    np.testing.assert_allclose(gram, np.eye(min(shape)), rtol=0, atol=1e-12)
+    scaled = nn.orthogonal(shape, gain=2.5, device=device, dtype="float64").numpy()
+    gram = scaled.T @ scaled if shape[0] >= shape[1] else scaled @ scaled.T
+    np.testing.assert_allclose(gram, 6.25 * np.eye(min(shape)), rtol=0, atol=1e-12)
+
+
+def test_orthogonal_init_is_seeded_and_device_independent(device):
+    def draw(seed, on):
+        nn.seed(seed, on)
+        return nn.orthogonal((6, 6), device=on).numpy()
+
+    first = draw(3, device)
+    np.testing.assert_array_equal(first, draw(3, device))
+    np.testing.assert_array_equal(first, draw(3, "cpu"))
+    assert not np.array_equal(first, draw(4, device))
+    assert "float32" in str(nn.orthogonal((2, 2), device=device).dtype)
+
+
+def test_orthogonal_init_is_not_biased_towards_the_qr_routines_signs():
+    """Without the sign correction, diag(R) > 0 conventions make the diagonal of Q
+    lean one way; with it, each diagonal entry is positive half of the time."""
+    nn.seed(0)
+    diagonals = np.array(
+        [np.diag(nn.orthogonal((3, 3), dtype="float64").numpy()) for _ in range(400)]
+    )
+    positive = (diagonals > 0).mean(axis=0)
+    assert np.all(np.abs(positive - 0.5) < 0.1), positive
+
+
+def test_orthogonal_init_checks_its_shape():
+    with pytest.raises(
+        ValueError, match=r"shape must be \(rows, cols\), both positive, got \(3,\)"
+    ):
+        nn.orthogonal((3,))
+    with pytest.raises(ValueError, match="both positive"):
+        nn.orthogonal((0, 3))
 
 
 def test_unknown_init_is_an_error():

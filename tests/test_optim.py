@@ -99,6 +99,56 @@ def test_adam_bias_correction_counts_each_parameters_own_steps(device):
     assert opt.state_dict()["step.1"] == 1 and opt.state_dict()["step.0"] == 4
 
 
+# --- weight decay (decoupled) -------------------------------------------------------------
+
+
+def test_sgd_weight_decay_matches_two_steps_computed_by_hand(device):
+    p = param([1.0, -2.0], device, dtype="float32")
+    opt = SGD([p], lr=0.25, momentum=0.5, weight_decay=0.5)  # lr * wd = 1/8: exact
+    for gradient in ([1.0, -2.0], [0.5, 0.5]):
+        set_grad(p, gradient)
+        opt.step()
+    # step 1: p = 7/8 p = [0.875, -1.75];  v = -0.25 g = [-0.25, 0.5];  p + v = [0.625, -1.25]
+    # step 2: p = 7/8 p = [0.546875, -1.09375];  v = 0.5 v - 0.25 g = [-0.25, 0.125]
+    #         p + v = [0.296875, -0.96875]
+    np.testing.assert_array_equal(p.numpy(), [0.296875, -0.96875])
+    # the decay never enters the velocity: it holds the gradients alone
+    np.testing.assert_array_equal(opt.state_dict()["velocity.0"], [-0.25, 0.125])
+
+
+def test_sgd_weight_decay_without_momentum_is_an_l2_penalty(device):
+    values, wd, lr = np.array([0.3, -1.7, 2.5]), 0.01, 0.2
+    p = param(values, device)
+    opt = SGD([p], lr=lr, weight_decay=wd)
+    opt.zero_grad()
+    (p.tanh().sum()).backward()  # g = 1 - tanh(p)^2
+    opt.step()
+    l2_gradient = (1 - np.tanh(values) ** 2) + wd * values  # of sum tanh(p) + wd/2 |p|^2
+    np.testing.assert_allclose(p.numpy(), values - lr * l2_gradient, rtol=1e-15, atol=1e-15)
+
+
+def test_adam_weight_decay_is_decoupled_and_matches_a_step_computed_by_hand(device):
+    p = param([1.0, -2.0], device)
+    opt = Adam([p], lr=0.1, weight_decay=0.5)
+    set_grad(p, [0.5, -2.0])
+    opt.step()
+    # p <- (1 - 0.1 * 0.5) p = [0.95, -1.9]; first step: m_hat = g, v_hat = g^2
+    expected = [0.95 - 0.1 * 0.5 / (0.5 + 1e-8), -1.9 + 0.1 * 2.0 / (2.0 + 1e-8)]
+    np.testing.assert_allclose(p.numpy(), expected, rtol=1e-15)
+    # the moments hold the gradient alone (L2 in Adam would add wd * p to it)
+    np.testing.assert_allclose(opt.state_dict()["first_moment.0"], [0.05, -0.2], rtol=1e-15)
+
+
+@pytest.mark.parametrize("make", [SGD, Adam], ids=["sgd", "adam"])
+def test_weight_decay_skips_parameters_without_a_gradient(make):
+    moving, idle = param([1.0], "cpu"), param([4.0], "cpu")
+    opt = make([moving, idle], lr=0.1, weight_decay=0.5)
+    set_grad(moving, [0.0])
+    opt.step()
+    assert idle.numpy().tolist() == [4.0]
+    assert moving.numpy().tolist() == [0.95]  # decayed; a zero gradient moves nothing
+
+
 # --- both -------------------------------------------------------------------------------
 
 
@@ -125,6 +175,10 @@ def test_constructors_check_their_arguments():
         SGD([p], lr=0.1, momentum=1.0)
     with pytest.raises(ValueError, match="betas must lie in"):
         Adam([p], betas=(0.9, 1.0))
+    for make in (SGD, Adam):
+        for bad in (-0.1, math.inf, math.nan):
+            with pytest.raises(ValueError, match="weight_decay must be a finite number >= 0"):
+                make([p], lr=0.1, weight_decay=bad)
 
 
 # --- clipping ---------------------------------------------------------------------------
@@ -177,6 +231,8 @@ def test_clipping_leaves_non_finite_gradients_alone_and_checks_max_norm():
 MAKERS = {
     "sgd": lambda ps: SGD(ps, lr=0.1, momentum=0.85),
     "adam": lambda ps: Adam(ps, lr=0.01),
+    "sgd-decay": lambda ps: SGD(ps, lr=0.1, momentum=0.85, weight_decay=0.01),
+    "adam-decay": lambda ps: Adam(ps, lr=0.01, weight_decay=0.1),
 }
 
 
@@ -255,6 +311,8 @@ def _broken(state, key, value):
         ("sgd", "velocity.0", np.array([["a"] * 2] * 3), r"'velocity.0' has dtype <U1"),
         ("sgd", "lr", "fast", r"'lr' must be a finite number, got 'fast'"),
         ("sgd", "momentum", np.nan, r"'momentum' must be a finite number"),
+        ("adam", "weight_decay", None, r"missing keys \['weight_decay'\]"),
+        ("sgd", "weight_decay", np.inf, r"'weight_decay' must be a finite number"),
         ("adam", "step.0", -1, r"'step.0' must be a non-negative integer, got -1"),
         ("adam", "step.1", 1.5, r"'step.1' must be a non-negative integer"),
         ("adam", "second_moment.1", np.zeros(3), r"'second_moment.1'.*expected \(2,\), got \(3,\)"),

@@ -4,9 +4,10 @@ Everything here is a composition of engine ops: no function in this module has a
 hand-written derivative, so the engine derives every gradient (and gradcheck can
 hold each of them against finite differences).
 
-A model is a `Module` whose attributes are `Parameter`s, other Modules, or lists
-of either. Its parameters are found by walking those attributes in the order
-they were assigned:
+A model is a `Module` whose attributes are `Parameter`s, `Buffer`s (saved state
+that is not trained, such as input statistics), other Modules, or lists of them.
+Its parameters are found by walking those attributes in the order they were
+assigned:
 
     >>> import tinygrad_ee as tg
     >>> from tinygrad_ee import nn
@@ -48,6 +49,22 @@ class Parameter(Tensor):
         super().__init__(data, requires_grad=True, device=device, dtype=dtype)
 
 
+class Buffer(Tensor):
+    """A Tensor that a `Module` saves and loads with its parameters but never trains:
+    state computed from data (an input mean and standard deviation), not learned.
+
+    `Module.state_dict` and `load_state_dict` include buffers (checked like
+    parameters), and `Module.to` moves them; `parameters()`, and so the optimisers
+    built on it, never see them, and they never require a gradient, so none flows
+    into them. ``Buffer(data, device=None, dtype=None)`` takes `Tensor`'s data.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data: Any, device: str | Backend | None = None, dtype: Any = None) -> None:
+        super().__init__(data, requires_grad=False, device=device, dtype=dtype)
+
+
 _structure = [0]  # bumped whenever a Module gets a Parameter, a sub-Module or a list
 
 
@@ -62,8 +79,9 @@ class Module:
 
     Parameters are discovered from the instance's attributes in the order they were
     assigned: a `Parameter`, a sub-`Module` (recursively), or a list/tuple of
-    Parameters or Modules. Plain Tensors are constants, not parameters. A Parameter
-    reachable twice (shared weights) is listed once, under its first name.
+    Parameters or Modules. `Buffer`s are found the same way (`named_buffers`). Plain
+    Tensors are constants: neither trained nor saved. A Parameter or Buffer reachable
+    twice (shared weights) is listed once, under its first name.
 
     Subclasses need no ``super().__init__()``; they define ``forward``, and calling
     the module calls it.
@@ -80,19 +98,24 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
-    # --- finding parameters ---------------------------------------------------------
+    # --- finding parameters and buffers -------------------------------------------
     def named_parameters(self) -> list[tuple[str, Parameter]]:
         """``(dotted name, parameter)`` pairs, e.g. ``("layers.0.bias", p)``, in
         attribute order."""
-        return list(self._walk(prefix="", seen_parameters=set(), seen_modules=set()))
+        return list(self._walk(Parameter, prefix="", seen_tensors=set(), seen_modules=set()))
 
     def parameters(self) -> list[Parameter]:
         """The parameters, in the order of `named_parameters`."""
         return [parameter for _, parameter in self.named_parameters()]
 
+    def named_buffers(self) -> list[tuple[str, Buffer]]:
+        """``(dotted name, buffer)`` pairs, in attribute order, as `named_parameters`."""
+        return list(self._walk(Buffer, prefix="", seen_tensors=set(), seen_modules=set()))
+
     def _walk(
-        self, prefix: str, seen_parameters: set[int], seen_modules: set[int]
-    ) -> Iterator[tuple[str, Parameter]]:
+        self, kind: type, prefix: str, seen_tensors: set[int], seen_modules: set[int]
+    ) -> Iterator[tuple[str, Any]]:
+        """The tensors of class ``kind`` (Parameter or Buffer) below this module."""
         # Sets of ids, not of tensors: Tensor's == is elementwise.
         if id(self) in seen_modules:  # a module shared by two parents, or a cycle
             return
@@ -101,12 +124,12 @@ class Module:
             items = enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)]
             for position, item in items:
                 name = prefix + attribute + ("" if position is None else f".{position}")
-                if isinstance(item, Parameter):
-                    if id(item) not in seen_parameters:
-                        seen_parameters.add(id(item))
+                if isinstance(item, kind):
+                    if id(item) not in seen_tensors:
+                        seen_tensors.add(id(item))
                         yield name, item
                 elif isinstance(item, Module):
-                    yield from item._walk(name + ".", seen_parameters, seen_modules)
+                    yield from item._walk(kind, name + ".", seen_tensors, seen_modules)
 
     # --- gradients and devices --------------------------------------------------------
     def zero_grad(self) -> None:
@@ -115,50 +138,66 @@ class Module:
             parameter.grad = None
 
     def to(self, device: str | Backend) -> Module:
-        """Move every parameter (and its gradient) to ``device`` in place; returns self.
+        """Move every parameter (and its gradient) and buffer to ``device`` in place;
+        returns self.
 
         The Parameter objects stay the same, so an optimiser built on them keeps
         working, as long as its own state is on the same device (build it after).
         """
         backend = get_backend(device)
-        for parameter in self.parameters():
-            if parameter.backend is backend:
+        for tensor in self._saved().values():
+            if tensor.backend is backend:
                 continue
-            parameter.data = backend.asarray(parameter.numpy())
-            parameter.backend = backend
-            if parameter.grad is not None:
-                parameter.grad = parameter.grad.to(backend)
+            tensor.data = backend.asarray(tensor.numpy())
+            tensor.backend = backend
+            if tensor.grad is not None:
+                tensor.grad = tensor.grad.to(backend)
         return self
 
     # --- saving and loading -------------------------------------------------------
+    def _saved(self) -> dict[str, Tensor]:
+        """What `state_dict` saves: the parameters, then the buffers, by name."""
+        return {**dict(self.named_parameters()), **dict(self.named_buffers())}
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Parameter name -> a NumPy copy of its values (on the host)."""
-        return {name: parameter.numpy() for name, parameter in self.named_parameters()}
+        """Parameter and buffer name -> a NumPy copy of its values (on the host)."""
+        return {name: tensor.numpy() for name, tensor in self._saved().items()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Copy values from ``state`` (name -> array) into the parameters.
+        """Copy values from ``state`` (name -> array) into the parameters and buffers.
 
-        Everything is checked first: the keys must be exactly the parameter names,
-        each value numeric (integers or floats) with the parameter's shape and finite
-        once converted to its dtype (no NaN or infinity, and nothing float32 cannot
-        hold, such as 1e300, into a float32 parameter). If anything is wrong, a
-        ValueError lists every problem and no parameter is changed. Values are copied,
-        converted to the parameter's dtype, onto its device.
+        Everything is checked first: the keys must be exactly the parameter and buffer
+        names, each value numeric (integers or floats) with the tensor's shape and
+        finite once converted to its dtype (no NaN or infinity, and nothing float32
+        cannot hold, such as 1e300, into a float32 parameter), and whatever
+        `state_problems` adds. If anything is wrong, a ValueError lists every problem
+        and nothing is changed. Values are copied, converted to the tensor's dtype,
+        onto its device.
         """
-        parameters = dict(self.named_parameters())
-        problems = _key_problems(expected=parameters, given=state)
+        tensors = self._saved()
+        problems = _key_problems(expected=tensors, given=state)
         host_values = {}
-        for name, parameter in parameters.items():
+        for name, tensor in tensors.items():
             if name not in state:
                 continue
-            value, problem = _host_array(name, state[name], parameter.shape, parameter.dtype)
+            value, problem = _host_array(name, state[name], tensor.shape, tensor.dtype)
             if problem:
                 problems.append(problem)
-            host_values[name] = value
+            else:
+                host_values[name] = value
+        if not problems:
+            problems = self.state_problems(host_values)
         if problems:
             raise ValueError("load_state_dict: " + "; ".join(problems))
-        for name, parameter in parameters.items():
-            parameter.data = parameter.backend.asarray(host_values[name], dtype=parameter.dtype)
+        for name, tensor in tensors.items():
+            tensor.data = tensor.backend.asarray(host_values[name], dtype=tensor.dtype)
+
+    def state_problems(self, values: Mapping[str, np.ndarray]) -> list[str]:
+        """What is wrong with values of the right keys, shapes and dtypes (name ->
+        NumPy array) that `load_state_dict` is about to load: a message per problem.
+        None here; a model overrides it for values that cannot make sense (a standard
+        deviation that is not positive)."""
+        return []
 
 
 def _key_problems(expected: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
@@ -203,7 +242,7 @@ def _host_array(
         where = np.unravel_index(int(np.argmin(np.isfinite(cast))), cast.shape)
         return None, (
             f"{key!r} holds {array[where].item()!r} at index {tuple(int(i) for i in where)}, "
-            f"which is not a finite {target} value (parameters and optimiser state must be)"
+            f"which is not a finite {target} value (saved state must be)"
         )
     return cast, None
 
@@ -239,6 +278,33 @@ def normal(
     """A Parameter of ``shape`` drawn from N(0, std^2)."""
     backend = get_backend(device)
     return Parameter(backend.normal(tuple(shape), std, backend.dtype(dtype)), device=backend)
+
+
+def orthogonal(
+    shape: tuple[int, int],
+    gain: float = 1.0,
+    device: str | Backend = "cpu",
+    dtype: Any = "float32",
+) -> Parameter:
+    """A Parameter of ``shape`` (rows, cols), ``gain`` times a random matrix with
+    orthonormal columns (rows >= cols: W^T W = I) or rows (rows < cols: W W^T = I).
+
+    A standard normal matrix A (rows, cols) is drawn, and A (or A^T when rows < cols)
+    is factored as A = Q R; the result is Q D, D = diag(sign(diag(R))), transposed
+    back when rows < cols. D makes the factorisation unique, so that Q D is uniformly
+    distributed over the orthogonal matrices (Mezzadri 2007); without it the signs
+    would follow the QR routine's conventions. The QR runs on the host in float64.
+    """
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f"orthogonal: shape must be (rows, cols), both positive, got {shape}")
+    backend = get_backend(device)
+    rows, cols = shape
+    drawn = backend.to_host(backend.normal((rows, cols), 1.0, backend.dtype("float64")))
+    wide = rows < cols
+    q, r = np.linalg.qr(drawn.T if wide else drawn)
+    q = q * np.where(np.diagonal(r) < 0, -1.0, 1.0)
+    q = gain * (q.T if wide else q)
+    return Parameter(q, device=backend, dtype=dtype)
 
 
 def xavier_bound(fan_in: int, fan_out: int) -> float:
