@@ -368,7 +368,7 @@ class Schedule:
 
     def step(self) -> None:
         """Count one step and set ``optimizer.lr = at(count)``."""
-        if tracing._active is not None:  # it would run once, when traced, never after
+        if tracing.is_tracing():  # it would run once, when traced, never after
             raise tracing.TraceError(
                 f"{type(self).__name__}.step() inside a compiled step: call it between calls"
             )
