@@ -1,4 +1,4 @@
-"""Writing results safely: every file is written whole or not at all.
+"""Files written whole or not at all, strict JSON, and the check of stored values.
 
 Each writer writes to a temporary file in the destination folder, flushes and
 fsyncs it, renames it over the destination (atomic on POSIX), then fsyncs the folder
@@ -14,7 +14,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -81,20 +81,18 @@ def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
         np.savez(file, **{name: np.asarray(value) for name, value in arrays.items()})
 
 
-def save_figure(path: str | Path, draw: Callable[[Any], None], size=(6.0, 4.0)) -> None:
-    """Draw on a fresh matplotlib figure (Agg, no screen needed) and save it as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure = plt.figure(figsize=size)
-    try:
-        draw(figure)
-        with atomic_open(path, "wb") as file:
-            figure.savefig(file, format="png", dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(figure)
+def unholdable(array: np.ndarray, dtype: Any = None) -> tuple[tuple[int, ...], float] | None:
+    """The first value of a float ``array`` that ``dtype`` (None: the array's own) cannot
+    hold as a finite number -- NaN, an infinity, or beyond its range, such as 1e300 for
+    float32 -- as (index, value); None if there is none (or the array is not float)."""
+    if array.dtype.kind != "f":
+        return None
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(array) <= np.finfo(array.dtype if dtype is None else dtype).max)
+    if not bad.any():  # NaN fails the comparison too
+        return None
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    return index, float(array[index])
 
 
 def _strict(value: Any) -> Any:

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .files import save_figure
+from .files import atomic_open
+
+
+def save_figure(path: Path, draw: Callable[[Any], None], size=(6.0, 4.0)) -> None:
+    """Draw on a fresh matplotlib figure (Agg: no screen needed) and save it as PNG."""
+    import matplotlib  # imported here: a run that draws nothing does not load it
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure = plt.figure(figsize=size)
+    try:
+        draw(figure)
+        with atomic_open(path, "wb") as file:
+            figure.savefig(file, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(figure)
 
 
 def image_grid(

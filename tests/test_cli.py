@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import resource
 import subprocess
@@ -17,10 +18,9 @@ from tasks_cli import ROOT, run_cli
 import tinygrad_ee as tg
 from models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
 from tasks.checkpoint import load_model
-from tasks.data import preprocess_patches
+from tasks.data import preprocess_patches, quick_subset
 from tasks.default_data import default_activity, default_ngrams, default_patches
 from tasks.options import MAX_SEED
-from tasks.training import quick_subset
 
 COMMON_KEYS = {
     "experiment",
@@ -364,7 +364,8 @@ def test_running_out_of_memory_beyond_the_estimate_is_a_one_line_error(
     def allocate(*args):
         raise MemoryError("Unable to allocate 1.86 TiB for an array with shape (10**6, 5 * 10**5)")
 
-    monkeypatch.setattr(autoencoder, "run", allocate)
+    experiment = dataclasses.replace(autoencoder.EXPERIMENT, run=allocate)
+    monkeypatch.setitem(cli.EXPERIMENTS, "autoencoder", experiment)
     assert cli.main(["autoencoder", "--out", str(tmp_path / "out")]) == 2
     assert "error: not enough memory: Unable to allocate 1.86 TiB" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

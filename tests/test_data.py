@@ -18,12 +18,13 @@ from tasks.data import (
 )
 from tasks.default_data import (
     ACTIVITY_CLASSES,
-    build_ngrams_from_python_docs,
+    SHIPPED_NGRAMS,
     default_activity,
     default_ngrams,
     default_patches,
     export_defaults,
 )
+from tasks.ngrams import build_ngrams_from_python_docs
 
 SMALL = dict(patch_count=64, activity_train=60, activity_test=12, activity_steps=40)
 
@@ -340,7 +341,7 @@ def test_shipped_ngrams_have_tens_of_thousands_of_training_4grams_over_250_words
 
 
 def test_shipped_ngram_file_is_small_and_loads_without_pickles():
-    path = default_data._shipped_ngrams_path()
+    path = SHIPPED_NGRAMS
     assert path.stat().st_size < 3_000_000
     with np.load(path, allow_pickle=False) as archive:
         assert archive["words"].dtype.kind == "S"

@@ -22,6 +22,7 @@ import tinygrad_ee as tg
 from models import SparseAutoencoder
 from tasks import files
 from tasks.checkpoint import (
+    Checkpoint,
     CheckpointError,
     load_model,
     read_arrays,
@@ -29,7 +30,8 @@ from tasks.checkpoint import (
     save_model,
 )
 from tasks.data import DataError, load_activity, load_ngrams, load_patches
-from tasks.training import Checkpoint, TrainingConfig, TrainingDiverged, fit, rows
+from tasks.experiment import rows
+from tasks.training import TrainingConfig, TrainingDiverged, fit
 from tinygrad_ee import nn
 
 FEW = settings(
