@@ -1,4 +1,4 @@
-"""Hand-derived NumPy reference for one training step of each model in SPEC.md.
+"""Hand-derived NumPy reference for one training step of each model of docs/experiments.md.
 
 Every function here is forward + backward written out by hand, with no autograd, so it
 serves two purposes: a *correctness* reference for the engine's models (same parameter
@@ -106,7 +106,7 @@ class SGDMomentum:
 
     One velocity per parameter, created (zeros, the param's dtype) on the first step.
     ``clip_norm``: if given, the gradients are scaled down together so that their global
-    L2 norm is at most ``clip_norm`` before the update (SPEC: optional, for vanilla RNNs).
+    L2 norm is at most ``clip_norm`` before the update (optional, for vanilla RNNs).
     """
 
     def __init__(self, lr: float, momentum: float, clip_norm: float | None = None):
@@ -139,7 +139,7 @@ def init_autoencoder(
     """Params of the sparse autoencoder input_size -> hidden_size -> input_size.
 
     encoder.weight (I, H), encoder.bias (H,), decoder.weight (H, I), decoder.bias (I,),
-    all U(-w0, w0) with w0 = sqrt(6 / (I + H)) as in SPEC (biases included).
+    all U(-w0, w0) with w0 = sqrt(6 / (I + H)) as docs/experiments.md says (biases included).
     """
     w0 = math.sqrt(6.0 / (input_size + hidden_size))
     return {
@@ -153,7 +153,7 @@ def init_autoencoder(
 def autoencoder_loss_and_grads(
     params: Params, x: np.ndarray, lam: float, beta: float, rho: float
 ) -> tuple[float, Params]:
-    """Sparse-autoencoder loss J and its gradients, for a batch ``x`` (N, I) (I = 256 in SPEC).
+    """Sparse-autoencoder loss J and its gradients, for a batch ``x`` (N, I) (I = 256 here).
 
     h = sigmoid(x W1 + b1)                      (N, H)
     o = sigmoid(h W2 + b2)                      (N, I)
@@ -218,7 +218,7 @@ def autoencoder_step(
 def init_language_model(
     vocab: int, dim: int, hidden: int, rng: np.random.Generator, dtype=np.float32
 ) -> Params:
-    """Params of the 4-gram LM, all N(0, 0.01^2) as in SPEC.
+    """Params of the 4-gram LM, all N(0, 0.01^2), as docs/experiments.md says.
 
     embedding.weight (V, D), hidden.weight (3D, P), hidden.bias (P,),
     output.weight (P, V), output.bias (V,).
@@ -377,7 +377,7 @@ def recurrent_loss_and_grads(
     dtype = np.result_type(x, wh)
 
     # (B, T, C) -> (T, B, C) contiguous, so that x_proj[t] and the stored arrays are
-    # contiguous (B, .) blocks; the copy is of x only (C = 3 in SPEC), cheap.
+    # contiguous (B, .) blocks; the copy is of x only (C = 3 in the experiment), cheap.
     x_tm = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(steps * batch, channels)
     x_proj = x_tm @ wx
     x_proj += b  # in place: a second (T B, G H) temporary costs more than the matmul
@@ -411,7 +411,7 @@ def recurrent_loss_and_grads(
 # it by dh / dc in place: per step ~5 small ops plus one matmul instead of ~15. The other
 # measured choice: the transposed Wh is made contiguous once, because (B, G H) @ Wh.T through
 # a strided view was ~1.5x slower than through a contiguous copy (64 vs 43 us, float32).
-# At SPEC's sizes (H = 128, T = 150, B = 32) the per-step matmuls and tanh evaluations
+# At the experiment's sizes (H = 128, T = 150, B = 32) the per-step matmuls and tanh evaluations
 # dominate; these two choices took the float32 backward passes from 3.7 / 21 / 18 ms to
 # 1.8 / 17 / 15 ms (rnn / lstm / gru, one BLAS thread, 2-core machine; +-20 % noise).
 

@@ -31,13 +31,13 @@ try:  # Ctrl-C while the libraries load (a quarter second): no traceback, as lat
     from threadpoolctl import threadpool_limits
 
     import tinygrad_ee as tg
+    from data import DataError, is_folder
     from tinygrad_ee import DeviceError, get_backend
 
     from . import activity, autoencoder, checkpoint, language_model
     from .checkpoint import CheckpointError
-    from .data import DataError, is_folder
     from .experiment import QUICK_EPOCHS, Common, Experiment, Settings
-    from .files import write_json, write_text
+    from .files import export_defaults, write_json, write_npz, write_text
     from .memory import TooLarge
     from .options import add_arguments, dtype_options, dtype_problem, given
     from .training import TrainingConfig, TrainingDiverged, TrainingInterrupted
@@ -264,14 +264,14 @@ def _resume_command(argv: list[str], out: Path) -> str:
 
 def _data_command(args: argparse.Namespace) -> int:
     if args.data_command == "export":
-        from .default_data import export_defaults
-
-        for path in export_defaults(args.out):
-            print(f"wrote {path}")
+        paths = export_defaults(args.out)
     else:
-        from .ngrams import rebuild_shipped_ngrams
+        from data.embedded import SHIPPED_NGRAMS
+        from data.ngrams import shipped_arrays
 
-        path = rebuild_shipped_ngrams(args.out)
+        paths = [args.out or SHIPPED_NGRAMS]
+        write_npz(paths[0], shipped_arrays(), compressed=True)
+    for path in paths:
         print(f"wrote {path} ({path.stat().st_size} bytes)")
     return 0
 

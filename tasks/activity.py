@@ -11,13 +11,19 @@ from dataclasses import dataclass
 import numpy as np
 
 import tinygrad_ee as tg
+from data import (
+    ActivityData,
+    default_activity,
+    load_activity,
+    quick_subset,
+    require_rows,
+    split_validation,
+)
 from models import CELLS, SequenceClassifier
 from tinygrad_ee import nn
 
 from . import plots
 from .checkpoint import save_model
-from .data import ActivityData, load_activity, quick_subset, require_rows, split_validation
-from .default_data import default_activity
 from .experiment import (
     Experiment,
     Settings,

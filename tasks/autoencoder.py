@@ -11,13 +11,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 import tinygrad_ee as tg
+from data import DataError, default_patches, load_patches, preprocess_patches, quick_subset
 from models import SparseAutoencoder
 from tinygrad_ee import nn
 
 from . import plots
 from .checkpoint import save_model
-from .data import DataError, load_patches, preprocess_patches, quick_subset
-from .default_data import default_patches
 from .experiment import Experiment, Settings, fingerprint, rows
 from .memory import check_fits
 from .options import non_negative, open_unit_interval, option, positive_int

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from data import unholdable
 from tinygrad_ee import nn
 from tinygrad_ee.backend import dtype_name
 
-from .files import unholdable, write_npz
+from .files import write_npz
 from .training import History, TrainingRun, describe_position, note
 
 FOLDER = "resume"  # training checkpoints live in OUT/resume/<run>.npz

@@ -1,4 +1,4 @@
-"""Files written whole or not at all, strict JSON, and the check of stored values.
+"""Files written whole or not at all: strict JSON, text, .npz, HDF5, the exported data.
 
 Each writer writes to a temporary file in the destination folder, flushes and
 fsyncs it, renames it over the destination (atomic on POSIX), then fsyncs the folder
@@ -18,7 +18,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+import h5py
 import numpy as np
+
+from data import embedded
 
 
 def _read_umask() -> int:
@@ -75,24 +78,27 @@ def write_text(path: str | Path, text: str) -> None:
         file.write(text)
 
 
-def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray], compressed=False) -> None:
     """Save plain numeric arrays (no pickles) as an .npz file."""
+    save = np.savez_compressed if compressed else np.savez
     with atomic_open(path, "wb") as file:
-        np.savez(file, **{name: np.asarray(value) for name, value in arrays.items()})
+        save(file, **{name: np.asarray(value) for name, value in arrays.items()})
 
 
-def unholdable(array: np.ndarray, dtype: Any = None) -> tuple[tuple[int, ...], float] | None:
-    """The first value of a float ``array`` that ``dtype`` (None: the array's own) cannot
-    hold as a finite number -- NaN, an infinity, or beyond its range, such as 1e300 for
-    float32 -- as (index, value); None if there is none (or the array is not float)."""
-    if array.dtype.kind != "f":
-        return None
-    with np.errstate(invalid="ignore"):
-        bad = ~(np.abs(array) <= np.finfo(array.dtype if dtype is None else dtype).max)
-    if not bad.any():  # NaN fails the comparison too
-        return None
-    index = tuple(int(i) for i in np.argwhere(bad)[0])
-    return index, float(array[index])
+def write_h5(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Save arrays as the datasets of an HDF5 file."""
+    with atomic_open(path, "w+b") as file, h5py.File(file, "w") as handle:
+        for name, array in arrays.items():
+            handle.create_dataset(name, data=array)
+    return path
+
+
+def export_defaults(out: str | Path, **sizes: int) -> list[Path]:
+    """Write the embedded data as data1.h5, data2.h5 and data3.h5 in the folder ``out``
+    (``sizes``: see `data.embedded.files`); returns their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return [write_h5(out / name, arrays) for name, arrays in embedded.files(**sizes).items()]
 
 
 def _strict(value: Any) -> Any:

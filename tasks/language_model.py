@@ -14,13 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 import tinygrad_ee as tg
+from data import NgramData, default_ngrams, load_ngrams, quick_subset, require_rows
 from models import FourGramLanguageModel
 from tinygrad_ee import nn
 
 from . import plots
 from .checkpoint import save_model
-from .data import NGRAM_DATASETS, NgramData, load_ngrams, quick_subset, require_rows
-from .default_data import default_ngrams
 from .experiment import (
     Experiment,
     Settings,
@@ -80,7 +79,7 @@ def _converged(losses: list[float], tolerance: float = 0.005, left_plateau: floa
 def _data(settings: Settings) -> NgramData:
     data = load_ngrams(settings.data) if settings.data else default_ngrams()
     why = f"the report needs (it shows predictions for {SHOWN} test 4-grams)"
-    require_rows(settings.data, NGRAM_DATASETS["test"][0], len(data.test_target), SHOWN, why)
+    require_rows(settings.data, "testx", len(data.test_target), SHOWN, why)
     if settings.quick:
         keep = quick_subset(len(data.train_target), 4000, settings.seed)
         data.train_context, data.train_target = data.train_context[keep], data.train_target[keep]

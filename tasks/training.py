@@ -23,9 +23,9 @@ import numpy as np
 from tqdm import tqdm
 
 import tinygrad_ee as tg
+from data import unholdable
 from tinygrad_ee import nn, optim
 
-from .files import unholdable
 from .options import below_one, non_negative, option, positive, positive_int
 
 

@@ -16,10 +16,9 @@ from conftest import CUDA_MISSING
 from tasks_cli import ROOT, run_cli
 
 import tinygrad_ee as tg
+from data import default_activity, default_ngrams, default_patches, preprocess_patches, quick_subset
 from models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
 from tasks.checkpoint import load_model
-from tasks.data import preprocess_patches, quick_subset
-from tasks.default_data import default_activity, default_ngrams, default_patches
 from tasks.options import MAX_SEED
 
 COMMON_KEYS = {
@@ -200,7 +199,7 @@ def test_batches_cover_every_sample_once_per_epoch():
 
 
 def test_data_export_writes_the_three_layouts_the_loaders_read(tmp_path):
-    from tasks.data import load_activity, load_ngrams, load_patches
+    from data import load_activity, load_ngrams, load_patches
 
     completed = run_cli("data", "export", "--out", str(tmp_path))
     assert completed.returncode == 0, completed.stderr[-2000:]

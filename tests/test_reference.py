@@ -179,7 +179,8 @@ def test_recurrent_param_layout(cell):
 
 
 def naive_recurrent_loss(cell, params, x, targets):
-    """The SPEC equations step by step, gate blocks sliced by name, for the forward check."""
+    """The equations of docs/experiments.md step by step, gate blocks sliced by name, for
+    the forward check."""
     wx, wh, b = params["cell.input_weight"], params["cell.hidden_weight"], params["cell.bias"]
     hid = wh.shape[0]
     sig = lambda z: 1 / (1 + np.exp(-z))

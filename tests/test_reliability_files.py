@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinygrad_ee as tg
+from data import DataError, load_activity, load_ngrams, load_patches
 from models import SparseAutoencoder
 from tasks import files
 from tasks.checkpoint import (
@@ -29,7 +30,6 @@ from tasks.checkpoint import (
     read_training_checkpoint,
     save_model,
 )
-from tasks.data import DataError, load_activity, load_ngrams, load_patches
 from tasks.experiment import rows
 from tasks.training import TrainingConfig, TrainingDiverged, fit
 from tinygrad_ee import nn

@@ -1,28 +1,25 @@
-"""The embedded data, used when no --data is given (described in docs/experiments.md),
-and its export in the data1.h5, data2.h5 and data3.h5 layouts that `tasks.data` reads:
+"""The embedded data, used when no --data is given (described in docs/experiments.md):
 random 16x16 patches of the photograph matplotlib ships; 4-grams over Python's own
-prose, built by `tasks.ngrams` and shipped as ``default_data/ngrams.npz``; a seeded
-synthetic accelerometer generator.
+prose, built by `data.ngrams` and shipped as ``data/ngrams.npz``; a seeded synthetic
+accelerometer generator. `files` gives all three in the layouts of data1/2/3.h5.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from .data import (
+from .layouts import (
     NGRAM_DATASETS,
     ActivityData,
     NgramData,
     activity_data_from_arrays,
     ngram_data_from_arrays,
 )
-from .files import atomic_open
 
 PATCH_SIZE = 16
-SHIPPED_NGRAMS = Path(__file__).with_name("default_data") / "ngrams.npz"
+SHIPPED_NGRAMS = Path(__file__).with_name("ngrams.npz")
 
 
 def _sample_photograph() -> np.ndarray:
@@ -202,40 +199,26 @@ def default_activity(
     return activity_data_from_arrays(arrays, "default activity data")
 
 
-def _write_h5(path: Path, arrays: dict[str, np.ndarray]) -> Path:
-    with atomic_open(path, "w+b") as file, h5py.File(file, "w") as handle:
-        for name, array in arrays.items():
-            handle.create_dataset(name, data=array)
-    return path
-
-
-def export_defaults(
-    out_dir: str | Path,
+def files(
     patch_count: int = 10240,
     activity_train: int = 3000,
     activity_test: int = 600,
     activity_steps: int = 150,
     seed: int = 0,
-) -> list[Path]:
-    """Write the embedded data as data1.h5, data2.h5 and data3.h5 in ``out_dir``, each
-    atomically, in the layouts `tasks.data` reads (int32 word indices, float32 one-hot
-    labels, class names); returns the three paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+) -> dict[str, dict[str, np.ndarray]]:
+    """The embedded data as the datasets of data1.h5, data2.h5 and data3.h5, in the
+    layouts `data.layouts` reads (int32 word indices, float32 one-hot labels, class
+    names)."""
     activity = default_activity(activity_train, activity_test, activity_steps, seed)
     one_hot = np.eye(activity.num_classes, dtype=np.float32)
-    class_names = [name.encode("utf-8") for name in activity.class_names]
-    return [
-        _write_h5(out_dir / "data1.h5", {"data": default_patches(patch_count, seed)}),
-        _write_h5(out_dir / "data2.h5", ngram_file_arrays(default_ngrams(), "int32")),
-        _write_h5(
-            out_dir / "data3.h5",
-            {
-                "trX": activity.train_x,
-                "trY": one_hot[activity.train_y],
-                "tstX": activity.test_x,
-                "tstY": one_hot[activity.test_y],
-                "classes": np.array(class_names, dtype=np.bytes_),
-            },
-        ),
-    ]
+    return {
+        "data1.h5": {"data": default_patches(patch_count, seed)},
+        "data2.h5": ngram_file_arrays(default_ngrams(), "int32"),
+        "data3.h5": {
+            "trX": activity.train_x,
+            "trY": one_hot[activity.train_y],
+            "tstX": activity.test_x,
+            "tstY": one_hot[activity.test_y],
+            "classes": np.array([name.encode() for name in activity.class_names], dtype=np.bytes_),
+        },
+    }

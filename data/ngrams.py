@@ -1,6 +1,6 @@
-"""How the shipped 4-grams (``tasks/default_data/ngrams.npz``) are built: from the English
-prose that ships with Python, deterministically. The result depends on the Python
-version, hence the shipped file; ``python -m tasks data rebuild-ngrams`` remakes it.
+"""How the shipped 4-grams (``data/ngrams.npz``) are built: from the English prose that
+ships with Python, deterministically. The result depends on the Python version, hence
+the shipped file; ``python -m tasks data rebuild-ngrams`` remakes it.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import NgramData
-from .default_data import SHIPPED_NGRAMS, ngram_file_arrays
-from .files import atomic_open
+from .embedded import ngram_file_arrays
+from .layouts import NgramData
 
 VOCAB_SIZE = 250
 NGRAM_SEED = 0
@@ -177,12 +176,10 @@ def build_ngrams_from_python_docs(
     return NgramData(words=words, **fields)
 
 
-def rebuild_shipped_ngrams(path: str | Path | None = None) -> Path:
-    """Rebuild the 4-grams from this Python's prose and save them (compressed, no pickles)."""
-    path = SHIPPED_NGRAMS if path is None else Path(path)
+def shipped_arrays() -> dict[str, np.ndarray]:
+    """The arrays of the shipped file (``data/ngrams.npz``), rebuilt from this Python's
+    prose: the data2.h5 layout (int16), and the version of Python that built them."""
     arrays = ngram_file_arrays(build_ngrams_from_python_docs())
     version = ".".join(map(str, sys.version_info[:3]))
     arrays["built_with_python"] = np.array(version.encode(), dtype=np.bytes_)
-    with atomic_open(path, "wb") as file:
-        np.savez_compressed(file, **arrays)
-    return path
+    return arrays
