@@ -11,30 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 
 import tinygrad_ee as tg
-from data import (
-    ActivityData,
-    default_activity,
-    load_activity,
-    quick_subset,
-    require_rows,
-    split_validation,
-)
+from data import ActivityData, default_activity, load_activity, require_rows
+from data.preprocessing import quick_subset, split_validation
 from models import CELLS, SequenceClassifier
-from tinygrad_ee import nn
 
 from . import plots
-from .checkpoint import save_model
-from .experiment import (
-    Experiment,
-    Settings,
-    cross_entropy_and_accuracy,
-    fingerprint,
-    in_batches,
-    rows,
-)
-from .memory import check_fits
+from .experiment import Experiment, Settings, evaluate, fingerprint, rows
+from .files import save_model
 from .options import option, positive_int
-from .training import TrainingConfig, fit
+from .training import TrainingConfig
 
 
 @dataclass
@@ -64,69 +49,47 @@ def _splits(settings: Settings) -> tuple[ActivityData, dict[str, tuple[np.ndarra
 
 
 def _check_sizes(settings: Settings, cells: list[str], train_x: np.ndarray) -> None:
-    count, steps, channels = train_x.shape
-    size = settings.options.recurrent_size
+    (count, steps, channels), size = train_x.shape, settings.options.recurrent_size
     for cell in cells:
-        gates = CELLS[cell].gates
-        check_fits(
-            f"--recurrent-size {size} ({cell})",
-            parameters=(channels + size) * gates * size + gates * size,  # the cell alone
-            # the gates and states of every step of a batch, kept for the backward pass
-            activations=min(settings.training.batch_size, count) * steps * (gates + 1) * size,
-            dtype=settings.dtype,
-            device=settings.device,
-        )
-
-
-def _confusion(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
-    matrix = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(matrix, (truth, predicted), 1)
-    return matrix
+        gates, setting = CELLS[cell].gates, f"--recurrent-size {size} ({cell})"
+        cell_alone = (channels + size) * gates * size + gates * size
+        # the gates and states of every step of a batch, kept for the backward pass
+        batch = min(settings.training.batch_size, count) * steps * (gates + 1) * size
+        settings.check_fits(setting, cell_alone, batch)
 
 
 def _train(settings: Settings, cell: str, data: ActivityData, splits: dict, tensors: dict):
-    """One cell's classifier, trained: (model, history, evaluate), where
-    ``evaluate(split)`` gives (cross-entropy, accuracy, predicted classes)."""
-    nn.seed(settings.seed, settings.device)
+    """One cell's classifier, trained: (model, history, scores), where ``scores(split)``
+    gives (cross-entropy, accuracy, predicted classes)."""
     size, channels = settings.options.recurrent_size, data.train_x.shape[2]
-    model = SequenceClassifier(
-        cell, channels, data.num_classes, size, device=settings.device, dtype=settings.dtype
-    )
+    model = settings.model(SequenceClassifier, cell, channels, data.num_classes, size)
 
-    def evaluate(split: str):
-        x = tensors[split][0]
-        log_probs = in_batches(
-            lambda idx: model.logits(rows(x, idx)).log_softmax(axis=1), x.shape[0], 256
-        )
-        loss, accuracy = cross_entropy_and_accuracy(log_probs, splits[split][1])
-        return loss, accuracy, log_probs.argmax(axis=1)
+    def scores(split: str):
+        log_probs = lambda x: model.logits(x).log_softmax(axis=1)  # noqa: E731
+        return evaluate(log_probs, tensors[split][0], splits[split][1], 256)
 
     def after_epoch(epoch, history):
-        history.validation_loss.append(evaluate("validation")[0])
+        history.validation_loss.append(scores("validation")[0])
 
     x, y = tensors["train"]
-    history = fit(
+    history = settings.fit(
         model,
         lambda idx: model.loss(rows(x, idx), rows(y, idx)),
         x.shape[0],
-        settings.training,
-        np.random.default_rng(settings.seed),
+        f"activity_{cell}",
         f"activity {cell}",
         after_epoch,
-        settings.checkpoint(
-            f"activity_{cell}",
-            experiment="activity",
-            data=fingerprint(*splits["train"], *splits["validation"]),
-            cell=cell,
-            recurrent_size=size,
-        ),
+        experiment="activity",
+        data=fingerprint(*splits["train"], *splits["validation"]),
+        cell=cell,
+        recurrent_size=size,
     )
-    return model, history, evaluate
+    return model, history, scores
 
 
 def _cell(settings: Settings, cell: str, data: ActivityData, splits: dict, tensors: dict) -> dict:
     """Train one cell, save it, and plot its confusion matrices: its metrics."""
-    model, history, evaluate = _train(settings, cell, data, splits, tensors)
+    model, history, scores = _train(settings, cell, data, splits, tensors)
     save_model(settings.out / f"activity_{cell}.npz", model)
     entry = {
         "cell": cell,
@@ -136,8 +99,9 @@ def _cell(settings: Settings, cell: str, data: ActivityData, splits: dict, tenso
         "checkpoint": f"activity_{cell}.npz",
     }
     for split in ("train", "test"):
-        _, entry[f"{split}_accuracy"], predicted = evaluate(split)
-        matrix = _confusion(splits[split][1], predicted, data.num_classes)
+        _, entry[f"{split}_accuracy"], predicted = scores(split)
+        matrix = np.zeros((data.num_classes,) * 2, dtype=np.int64)
+        np.add.at(matrix, (splits[split][1], predicted), 1)  # [truth, predicted]
         entry[f"{split}_confusion"] = matrix.tolist()
         title = f"{cell.upper()} {split} ({entry[f'{split}_accuracy']:.1%})"
         path = settings.out / f"confusion_{cell}_{split}.png"
@@ -195,11 +159,9 @@ def report(metrics: dict) -> str:
             f"{r['validation_loss_per_epoch'][-1]:.3f} | {seconds:.1f} |"
         )
     lines.append("")
-    for r in metrics["cells"]:
-        cell = r["cell"]
-        lines.append(
-            f"![{cell} train](confusion_{cell}_train.png) ![{cell} test](confusion_{cell}_test.png)"
-        )
+    for cell in (r["cell"] for r in metrics["cells"]):
+        train, test = (f"![{cell} {s}](confusion_{cell}_{s}.png)" for s in ("train", "test"))
+        lines.append(f"{train} {test}")
     return "\n".join(lines) + "\n"
 
 

@@ -13,14 +13,12 @@ import numpy as np
 import tinygrad_ee as tg
 from data import DataError, default_patches, load_patches, preprocess_patches, quick_subset
 from models import SparseAutoencoder
-from tinygrad_ee import nn
 
 from . import plots
-from .checkpoint import save_model
 from .experiment import Experiment, Settings, fingerprint, rows
-from .memory import check_fits
+from .files import save_model
 from .options import non_negative, open_unit_interval, option, positive_int
-from .training import TrainingConfig, fit
+from .training import TrainingConfig
 
 SWEEP_HIDDEN = (16, 49, 100)
 SWEEP_LAMBDA = (0.0, 2e-4, 1e-3)
@@ -55,39 +53,35 @@ def _patches(settings: Settings) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _plot_patches(settings: Settings, rgb: np.ndarray, patches: np.ndarray) -> None:
+    """200 random patches (seeded), before and after preprocessing, 20 a row."""
     shown = np.random.default_rng(settings.seed).choice(len(rgb), min(200, len(rgb)), False)
-    scale = (float(rgb.min()), float(rgb.max()))
-    images = rgb[shown].transpose(0, 2, 3, 1)
-    plots.image_grid(
-        settings.out / "patches_raw.png", images, "patches before preprocessing", 20, scale
-    )
+    colour, rgb_range = rgb[shown].transpose(0, 2, 3, 1), (float(rgb.min()), float(rgb.max()))
     grey = patches[shown].reshape(-1, rgb.shape[-1], rgb.shape[-1])  # values in [0.1, 0.9]
-    plots.image_grid(
-        settings.out / "patches_preprocessed.png",
-        grey,
-        "patches after preprocessing",
-        20,
-        (0.0, 1.0),
-    )
+    for name, images, when, scale in (
+        ("raw", colour, "before", rgb_range),
+        ("preprocessed", grey, "after", (0.0, 1.0)),
+    ):
+        path = settings.out / f"patches_{name}.png"
+        plots.image_grid(path, images, f"patches {when} preprocessing", 20, scale)
 
 
-def _train(settings: Settings, x: tg.Tensor, data: str, hidden: int, lam: float, config, run):
-    """A model of ``hidden`` units trained with weight decay ``lam`` on ``x``, whose
-    fingerprint is ``data``: (model, history)."""
+def _train(settings: Settings, x: tg.Tensor, data: str, hidden: int, lam: float, run: str):
+    """A model of ``hidden`` units trained with weight decay ``lam`` on ``x`` (whose
+    fingerprint is ``data``): (model, history)."""
     o = settings.options
-    nn.seed(settings.seed, settings.device)
-    model = SparseAutoencoder(x.shape[1], hidden, device=settings.device, dtype=settings.dtype)
-    identity = dict(experiment="autoencoder", data=data, hidden_size=hidden, lam=lam)
-    checkpoint = settings.checkpoint(run, **identity, beta=o.beta, rho=o.rho)
-    description = run if run == "autoencoder" else f"sweep hidden={hidden} lambda={lam:g}"
-    history = fit(
+    model = settings.model(SparseAutoencoder, x.shape[1], hidden)
+    history = settings.fit(
         model,
         lambda indices: model.loss(rows(x, indices), lam, o.beta, o.rho),
         x.shape[0],
-        config,
-        np.random.default_rng(settings.seed),
-        description,
-        checkpoint=checkpoint,
+        run,
+        run if run == "autoencoder" else f"sweep hidden={hidden} lambda={lam:g}",
+        experiment="autoencoder",
+        data=data,
+        hidden_size=hidden,
+        lam=lam,
+        beta=o.beta,
+        rho=o.rho,
     )
     return model, history
 
@@ -100,11 +94,12 @@ def _unit_images(model: SparseAutoencoder) -> np.ndarray:
 
 def _sweep(settings: Settings, x: tg.Tensor, data: str) -> list[dict]:
     """The 3 x 3 sweep of hidden size and lambda: one weight grid each."""
-    config, results = replace(settings.training, epochs=_sweep_epochs(settings)), []
+    sweep = replace(settings, training=replace(settings.training, epochs=_sweep_epochs(settings)))
+    results = []
     for hidden in SWEEP_HIDDEN:
         for lam in SWEEP_LAMBDA:
             name = f"sweep_hidden{hidden}_lambda{lam:g}"
-            model, history = _train(settings, x, data, hidden, lam, config, name)
+            model, history = _train(sweep, x, data, hidden, lam, name)
             title = f"hidden {hidden}, lambda {lam:g}"
             plots.image_grid(settings.out / f"{name}.png", _unit_images(model), title)
             loss, figure = history.train_loss[-1], f"{name}.png"
@@ -122,18 +117,12 @@ def run(settings: Settings) -> dict:
     o = settings.options
     rgb, patches = _patches(settings)
     count, inputs = patches.shape
-    check_fits(
-        f"--hidden-size {o.hidden_size}",
-        parameters=2 * inputs * o.hidden_size + o.hidden_size + inputs,
-        activations=count * (inputs + o.hidden_size),  # the data, encoded whole at the end
-        dtype=settings.dtype,
-        device=settings.device,
-    )
+    parameters = 2 * inputs * o.hidden_size + o.hidden_size + inputs
+    activations = count * (inputs + o.hidden_size)  # the data, encoded whole at the end
+    settings.check_fits(f"--hidden-size {o.hidden_size}", parameters, activations)
     _plot_patches(settings, rgb, patches)
     x, data = tg.Tensor(patches, device=settings.device, dtype=settings.dtype), fingerprint(patches)
-    model, history = _train(
-        settings, x, data, o.hidden_size, o.lam, settings.training, "autoencoder"
-    )
+    model, history = _train(settings, x, data, o.hidden_size, o.lam, "autoencoder")
     save_model(settings.out / "autoencoder.npz", model)
     curve = {"training loss J": history.train_loss}
     plots.curves(settings.out / "loss.png", curve, "autoencoder loss", "epoch", "J")

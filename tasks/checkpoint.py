@@ -1,12 +1,7 @@
-"""Checkpoints: plain arrays in .npz files, written atomically, read as untrusted.
-
-A model file (``autoencoder.npz``) maps parameter names to arrays (`save_model`,
-`load_model`). A training checkpoint (``OUT/resume/<run>.npz``, layout in
-docs/reliability.md) holds a whole `tasks.training.TrainingRun`: a `Checkpoint` saves
-the run there and continues it from there. Files are read with
-``numpy.load(allow_pickle=False)``, which refuses object arrays before decoding them;
-every problem is a `CheckpointError` naming the file and the entry, raised before the
-model or optimiser is changed.
+"""Training checkpoints, ``OUT/resume/<run>.npz`` (layout in docs/reliability.md): a
+`Checkpoint` saves a `tasks.training.TrainingRun` and continues it once the file is
+checked to be one, of this run, at a position it can reach; `prepare` checks an output
+folder's checkpoints before anything trains.
 """
 
 from __future__ import annotations
@@ -20,111 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from data import unholdable
-from tinygrad_ee import nn
-from tinygrad_ee.backend import dtype_name
-
-from .files import write_npz
+from .files import CheckpointError, check_values, read_arrays, write_npz
 from .training import History, TrainingRun, describe_position, note
 
 FOLDER = "resume"  # training checkpoints live in OUT/resume/<run>.npz
 FORMAT, VERSION = "tinygrad-ee training checkpoint", 1
-MAX_ENTRY_BYTES = 8 * 2**30  # a small archive can declare (and inflate to) any size
-_KINDS = {  # what a file is, by its first bytes; None: a zip archive, as an .npz is
-    b"PK\x03\x04": None,
-    b"PK\x05\x06": None,
-    b"\x89HDF\r\n\x1a\n": "an HDF5 file",
-    b"\x93NUMPY": "a single-array .npy file",
-    b"\x80": "a Python pickle",
-}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, is not a checkpoint, or does not fit the run."""
-
-
-def _file_kind(path: Path) -> str | None:
-    """None for a zip archive, else what the file is instead."""
-    try:
-        with open(path, "rb") as file:
-            start = file.read(8)
-    except OSError as error:
-        raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
-    kinds = [kind for signature, kind in _KINDS.items() if start.startswith(signature)]
-    if kinds or not start:
-        return kinds[0] if kinds else "an empty file"
-    text = all(32 <= byte < 127 or byte in b"\t\r\n" for byte in start)
-    return "a text file" if text else "not a zip archive"
-
-
-def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of an .npz file, which must hold numbers and strings only."""
-    path, arrays, name = Path(path), {}, None
-    if not path.is_file():
-        problem = "not a regular file" if path.exists() else "no such checkpoint file"
-        raise CheckpointError(f"{path}: {problem}")
-    if (kind := _file_kind(path)) is not None:
-        raise CheckpointError(f"{path}: not an .npz checkpoint: it is {kind}")
-    try:
-        with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
-            for info in archive.zip.infolist():
-                name = info.filename.removesuffix(".npy")
-                if name == info.filename or info.file_size > MAX_ENTRY_BYTES:
-                    raise CheckpointError(
-                        f"{path}: entry {name!r} is not a NumPy array (.npy) of at most "
-                        f"{MAX_ENTRY_BYTES} bytes"
-                    )
-                array = arrays[name] = archive[name]
-                if array.dtype.kind not in "biufU" or array.dtype.fields:
-                    raise CheckpointError(f"{path}: entry {name!r} has dtype {array.dtype}")
-    except CheckpointError:
-        raise
-    except Exception as error:  # NumPy, zipfile, zlib, OS and memory errors
-        if "allow_pickle" in str(error):
-            raise CheckpointError(
-                f"{path}: entry {name!r} holds Python objects; pickled data is never loaded"
-            ) from None
-        raise CheckpointError(
-            f"{path}: not a readable .npz checkpoint (truncated or corrupt?): "
-            f"{type(error).__name__}: {error}"
-        ) from None
-    return arrays
-
-
-def _check_values(path: Path, arrays: dict[str, np.ndarray], dtype: Any) -> None:
-    """Every float entry must be finite in ``dtype`` (the run's; None: the entry's)."""
-    dtype = None if dtype is None else dtype_name(dtype)
-    for name, array in arrays.items():
-        if (bad := unholdable(array, dtype)) is None:
-            continue
-        index, value = bad
-        if not math.isfinite(value):
-            what = f"a NaN or infinite value: {value} at index {index}"
-        else:
-            what = f"{value:g} at index {index}, beyond the range of the run's {dtype}"
-            what += " (it would load as inf)"
-        raise CheckpointError(f"{path}: entry {name!r} holds {what}")
-
-
-def save_model(path: str | Path, model: nn.Module) -> None:
-    """Write the model's parameters (name -> array) atomically."""
-    write_npz(path, model.state_dict())
-
-
-def load_model(path: str | Path, model: nn.Module) -> nn.Module:
-    """Load parameters into ``model`` from a model file or a training checkpoint."""
-    arrays = read_arrays(path)
-    _check_values(Path(path), arrays, model.parameters()[0].dtype)
-    if "meta" in arrays:
-        _, arrays, _ = _split(Path(path), arrays)
-    try:
-        model.load_state_dict(arrays)
-    except ValueError as error:
-        raise CheckpointError(f"{path}: does not fit the model: {error}") from None
-    return model
-
-
-# --- training checkpoints ------------------------------------------------------------------
+POSITION = ("epoch", "batch", "loss_sum", "seconds")  # where a TrainingRun stands
 
 
 def _split(path: Path, arrays: dict[str, np.ndarray]) -> tuple[dict, dict, dict]:
@@ -188,17 +84,11 @@ def read_training_checkpoint(path: str | Path, dtype: Any = None) -> tuple[dict,
     against a model); its float values must be finite in ``dtype``."""
     path = Path(path)
     arrays = read_arrays(path)
-    _check_values(path, arrays, dtype)
+    check_values(path, arrays, dtype)
     meta, model, optimizer = _split(path, arrays)
     _check_fields(path, "meta", meta, _META, exact=False)
-    history, epoch = meta["history"], meta["epoch"]
-    _check_fields(path, "history", history, _HISTORY, exact=True)
-    for name in ("train_loss", "epoch_seconds", "validation_loss"):
-        if len(history[name]) != epoch and (name != "validation_loss" or history[name]):
-            raise CheckpointError(
-                f"{path}: history {name!r} has {len(history[name])} entries for {epoch} epochs"
-            )
-    if history["stopped_early"] and not meta["done"]:
+    _check_fields(path, "history", meta["history"], _HISTORY, exact=True)
+    if meta["history"]["stopped_early"] and not meta["done"]:
         raise CheckpointError(f"{path}: history 'stopped_early' is true but 'done' is false")
     for name in ("rng", "backend_rng"):
         try:
@@ -231,7 +121,7 @@ class Checkpoint:
     def save(self, run: TrainingRun, done: bool) -> None:
         meta = {
             **{"format": FORMAT, "version": VERSION, "identity": self.identity, "done": done},
-            **{name: getattr(run, name) for name in ("epoch", "batch", "loss_sum", "seconds")},
+            **{name: getattr(run, name) for name in POSITION},
             "settings": self.settings(run),
             "history": asdict(run.history),
             "rng": run.rng.bit_generator.state,
@@ -265,9 +155,8 @@ class Checkpoint:
         run.rng.bit_generator.state = meta["rng"]
         run.model.parameters()[0].backend.set_rng_state(meta["backend_rng"])
         run.history = History(**meta["history"])
-        run.epoch, run.batch, run.loss_sum, run.seconds = (
-            meta[name] for name in ("epoch", "batch", "loss_sum", "seconds")
-        )
+        for name in POSITION:
+            setattr(run, name, meta[name])
         self.saved = describe_position(run.epoch, run.batch)
         changed = [
             f"{key} {value} (was {meta['settings'].get(key)})"
@@ -349,8 +238,3 @@ def prepare(out: Path, folders: Iterable[tuple[str, Path]], resume: bool, dtype:
     elif not resume:
         for path in found:
             path.unlink()
-
-
-def any_saved(folders: Iterable[Path]) -> bool:
-    """Whether any of these output folders holds a training checkpoint."""
-    return any(any((folder / FOLDER).glob("*.npz")) for folder in folders)

@@ -16,21 +16,12 @@ import numpy as np
 import tinygrad_ee as tg
 from data import NgramData, default_ngrams, load_ngrams, quick_subset, require_rows
 from models import FourGramLanguageModel
-from tinygrad_ee import nn
 
 from . import plots
-from .checkpoint import save_model
-from .experiment import (
-    Experiment,
-    Settings,
-    cross_entropy_and_accuracy,
-    fingerprint,
-    in_batches,
-    rows,
-)
-from .memory import check_fits
+from .experiment import Experiment, Settings, evaluate, fingerprint, rows
+from .files import save_model
 from .options import option
-from .training import TrainingConfig, fit
+from .training import TrainingConfig
 
 CONFIGURATIONS = ((32, 256), (16, 128), (8, 64))
 SHOWN = 5  # test 4-grams whose predictions the report shows: the test split's minimum
@@ -52,7 +43,7 @@ class Options:
 
     configs: tuple[tuple[int, int], ...] = option(
         CONFIGURATIONS,
-        "embedding size D and hidden size P; repeat for several",
+        "embedding size D and hidden size P; repeat for several (default: 32,256 16,128 8,64)",
         parse=_configuration,
         flag="--config",
         action="append",
@@ -67,10 +58,9 @@ class Options:
 
 
 def _converged(losses: list[float], tolerance: float = 0.005, left_plateau: float = 0.02) -> bool:
-    """The original rule, a change of less than 0.5 % between epochs, applied only once
-    the loss is 2 % below the first epoch's: from N(0, 0.01^2) weights the model first
-    sits on the unigram plateau for a few epochs, where the loss barely moves (on the
-    embedded data: 4.781, 4.783, 4.772, 4.750, then 4.588, ...)."""
+    """The original rule, a change under 0.5 % between epochs, once the loss is 2 % below
+    the first epoch's: from N(0, 0.01^2) weights the model first sits on the unigram
+    plateau, where it barely moves (embedded data: 4.781, 4.783, 4.772, 4.750, 4.588)."""
     if len(losses) < 2 or min(losses) > (1 - left_plateau) * losses[0]:
         return False
     return abs(losses[-1] - losses[-2]) / losses[-2] < tolerance
@@ -87,57 +77,39 @@ def _data(settings: Settings) -> NgramData:
 
 
 def _check_sizes(settings: Settings, data: NgramData) -> None:
-    vocabulary, batch = len(data.words), settings.training.batch_size
-    logit_rows = max(  # of a training batch's logits (rows, V), or an evaluation's
-        min(batch, len(data.train_target)),
-        min(1000, max(len(data.val_target), len(data.test_target))),
-    )
+    vocabulary, batch = len(data.words), min(settings.training.batch_size, len(data.train_target))
+    evaluation = min(1000, max(len(data.val_target), len(data.test_target)))
+    logit_rows = max(batch, evaluation)  # of a batch's logits (rows, V), or an evaluation's
     for dim, hidden in settings.options.configs:
-        check_fits(
-            f"--config {dim},{hidden}",
-            # embedding (V, D), hidden layer (3D, P) and bias, output layer (P, V) and bias
-            parameters=vocabulary * (dim + hidden + 1) + 3 * dim * hidden + hidden,
-            activations=logit_rows * (hidden + vocabulary),
-            dtype=settings.dtype,
-            device=settings.device,
-        )
-
-
-def _evaluate(model, context: tg.Tensor, target: tg.Tensor) -> tuple[float, float]:
-    log_probs = in_batches(lambda idx: model.log_probs(rows(context, idx)), context.shape[0])
-    return cross_entropy_and_accuracy(log_probs, target.numpy())
+        # embedding (V, D), hidden layer (3D, P) and bias, output layer (P, V) and bias
+        parameters = vocabulary * (dim + hidden + 1) + 3 * dim * hidden + hidden
+        activations = logit_rows * (hidden + vocabulary)
+        settings.check_fits(f"--config {dim},{hidden}", parameters, activations)
 
 
 def _train(settings: Settings, data: NgramData, tensors: dict, dim: int, hidden: int):
     """One configuration, trained: (model, history)."""
-    nn.seed(settings.seed, settings.device)
-    model = FourGramLanguageModel(
-        len(data.words), dim, hidden, device=settings.device, dtype=settings.dtype
-    )
-    (context, target), early = tensors["train"], settings.options.early_stop
+    model = settings.model(FourGramLanguageModel, len(data.words), dim, hidden)
+    context, target = tensors["train"]
 
     def after_epoch(epoch, history):
-        history.validation_loss.append(_evaluate(model, *tensors["val"])[0])
+        loss, _, _ = evaluate(model.log_probs, tensors["val"][0], data.val_target)
+        history.validation_loss.append(loss)
         return _converged(history.validation_loss)
 
     trained_on = (data.train_context, data.train_target, data.val_context, data.val_target)
-    history = fit(
+    history = settings.fit(
         model,
         lambda idx: model.loss(rows(context, idx), rows(target, idx)),
         len(data.train_target),
-        settings.training,
-        np.random.default_rng(settings.seed),
+        f"language_model_D{dim}_P{hidden}",
         f"language model D={dim}, P={hidden}",
         after_epoch,
-        settings.checkpoint(
-            f"language_model_D{dim}_P{hidden}",
-            experiment="language-model",
-            data=fingerprint(*trained_on),
-            embedding_dim=dim,
-            hidden_size=hidden,
-            early_stop=early,
-        ),
-        early_stopping=early,
+        experiment="language-model",
+        data=fingerprint(*trained_on),
+        embedding_dim=dim,
+        hidden_size=hidden,
+        early_stop=settings.options.early_stop,
     )
     return model, history
 
@@ -169,7 +141,9 @@ def run(settings: Settings) -> dict:
         model, history = _train(settings, data, tensors, dim, hidden)
         checkpoint = f"language_model_D{dim}_P{hidden}.npz"
         save_model(settings.out / checkpoint, model)
-        test_loss, test_accuracy = _evaluate(model, *tensors["test"])
+        test_loss, test_accuracy, _ = evaluate(
+            model.log_probs, tensors["test"][0], data.test_target
+        )
         results.append(
             {
                 "embedding_dim": dim,

@@ -1,10 +1,7 @@
-"""Typed settings that are also command-line options.
-
-A settings class is a dataclass whose fields are made with `option`, which carries the
-field's help and its parser (an argparse type that checks the range, so that a bad
-value is a one-line usage error). `add_arguments` makes the arguments of such a class;
-`given` picks the fields the command line set: ``replace(defaults, **given(args, cls))``
-is where argparse's Namespace becomes typed settings.
+"""Typed settings that are also command-line options: dataclass fields made with
+`option` carry their help and parser (an argparse type that checks the range, so a bad
+value is a one-line usage error); `add_arguments` makes their arguments, and `given`
+picks what the command line set, for ``dataclasses.replace(defaults, **given(...))``.
 """
 
 from __future__ import annotations
@@ -33,24 +30,15 @@ def add_arguments(parser, settings, shared: bool = False) -> None:
     not stored (see `given`)."""
     for item in fields(settings):
         meta, default = item.metadata, getattr(settings, item.name, None)
-        more = {"dest": item.name, "default": argparse.SUPPRESS, **meta["more"]}
-        if item.type == "bool":
+        more, help = {"dest": item.name, "default": argparse.SUPPRESS, **meta["more"]}, meta["help"]
+        if item.type == "bool":  # a switch
             more["action"] = "store_false" if default else "store_true"
         else:
             more["type"] = meta["parse"]
-        shown = " (default: the experiment's)" if shared else f" (default: {_shown(default)})"
-        if item.type == "bool" or "(default:" in meta["help"]:
-            shown = ""  # a switch, or a help text that gives its default itself
-        name = meta["flag"] or "--" + item.name.replace("_", "-")
-        parser.add_argument(name, help=meta["help"] + shown, **more)
-
-
-def _shown(default: Any) -> str:
-    if isinstance(default, tuple):  # --config's pairs
-        return " ".join(",".join(str(n) for n in pair) for pair in default)
-    if isinstance(default, float):
-        return f"{default:g}"
-    return "none" if default is None else str(default)
+            shown = f"{default:g}" if isinstance(default, float) else default
+            shown = "the experiment's" if shared else "none" if default is None else shown
+            help += "" if "(default:" in help else f" (default: {shown})"
+        parser.add_argument(meta["flag"] or "--" + item.name.replace("_", "-"), help=help, **more)
 
 
 def given(args: argparse.Namespace, settings: type) -> dict[str, Any]:

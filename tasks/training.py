@@ -1,9 +1,8 @@
 """The training loop: epochs of seeded mini-batches, one step per batch (`make_step`,
-compiled by default), an evaluation after each epoch, and what stops it: a NaN or
-infinite loss (`TrainingDiverged`) and Ctrl-C (the first finishes the batch, saves and
-raises `TrainingInterrupted`; a second stops at once). Given a checkpoint
-(`tasks.checkpoint.Checkpoint`), `fit` continues the run it holds and saves the run
-there at the end of every epoch and on Ctrl-C.
+compiled by default), an evaluation after each epoch; a NaN or infinite loss stops it
+(`TrainingDiverged`), and so does Ctrl-C (the first finishes the batch, saves and raises
+`TrainingInterrupted`; a second stops at once). `fit` continues the run a checkpoint
+(`tasks.checkpoint.Checkpoint`) holds, and saves to it at every epoch end and on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -43,8 +42,7 @@ class TrainingConfig:
     progress: bool = option(True, "no progress bars (for logs)", flag="--no-progress")
     compile: bool = option(
         True,
-        "train with eager steps (op by op) instead of compiled ones (traced once, then "
-        "replayed; the default): for debugging, or to compare",
+        "eager steps (op by op), not compiled ones (traced once, replayed)",
         flag="--no-compile",
     )
 
@@ -67,9 +65,8 @@ class History:
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite (or anomaly mode found a NaN/inf). ``config``: the
-    run's settings; ``checkpoint``: its checkpoint (None: none), holding the last good
-    state."""
+    """A loss became NaN or infinite (or anomaly mode found one); ``config`` and
+    ``checkpoint`` (None: none) are the run's, the latter holding its last good state."""
 
     def __init__(self, message: str, config: TrainingConfig, checkpoint: Any) -> None:
         super().__init__(message)
@@ -146,9 +143,8 @@ class Progress:
 
     def start_epoch(self, epoch: int, first: int, total: int) -> None:
         """Epoch ``epoch`` (from 1), of ``total`` batches, starts after batch ``first``."""
-        self.batches = tqdm(
-            desc=f"epoch {epoch}", total=total, initial=first, leave=False, **self.bar
-        )
+        bar = {"desc": f"epoch {epoch}", "leave": False, **self.bar}
+        self.batches = tqdm(total=total, initial=first, **bar)
 
     def batch(self, epoch: int, number: int, loss: float) -> None:
         """Batch ``number`` of epoch ``epoch`` (both from 1) is trained."""
@@ -158,9 +154,7 @@ class Progress:
     def end_epoch(self, history: History) -> None:
         self.batches.close()
         losses = {"loss": history.train_loss, "val": history.validation_loss}
-        self.epochs.set_postfix(
-            {key: f"{values[-1]:.4f}" for key, values in losses.items() if values}
-        )
+        self.epochs.set_postfix({key: f"{v[-1]:.4f}" for key, v in losses.items() if v})
         self.epochs.update()
 
 
@@ -193,15 +187,13 @@ class TrainingRun:
         return self.history.stopped_early or self.epoch >= self.config.epochs
 
     def diverged(self, what: str) -> TrainingDiverged:
-        return TrainingDiverged(
-            f"{self.description} diverged: {what}", self.config, self.checkpoint
-        )
+        message = f"{self.description} diverged: {what}"
+        return TrainingDiverged(message, self.config, self.checkpoint)
 
     def interrupted(self) -> TrainingInterrupted:
-        at = f"epoch {self.epoch + 1}, batch {self.batch} of {self.batches_per_epoch}"
-        at = f"{self.description} stopped at " + (
-            at if self.batch else f"the end of epoch {self.epoch}"
-        )
+        where = f"epoch {self.epoch + 1}, batch {self.batch} of {self.batches_per_epoch}"
+        where = where if self.batch else f"the end of epoch {self.epoch}"
+        at = f"{self.description} stopped at {where}"
         if self.checkpoint is None:
             return TrainingInterrupted(at, None)
         path = self.checkpoint.path

@@ -18,7 +18,7 @@ from tasks_cli import ROOT, run_cli
 import tinygrad_ee as tg
 from data import default_activity, default_ngrams, default_patches, preprocess_patches, quick_subset
 from models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
-from tasks.checkpoint import load_model
+from tasks.files import load_model
 from tasks.options import MAX_SEED
 
 COMMON_KEYS = {

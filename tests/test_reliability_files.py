@@ -22,15 +22,9 @@ import tinygrad_ee as tg
 from data import DataError, load_activity, load_ngrams, load_patches
 from models import SparseAutoencoder
 from tasks import files
-from tasks.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    load_model,
-    read_arrays,
-    read_training_checkpoint,
-    save_model,
-)
+from tasks.checkpoint import Checkpoint, read_training_checkpoint
 from tasks.experiment import rows
+from tasks.files import CheckpointError, load_model, read_arrays, save_model
 from tasks.training import TrainingConfig, TrainingDiverged, fit
 from tinygrad_ee import nn
 

@@ -19,7 +19,8 @@ import pytest
 from tasks_cli import run_cli, start_cli
 
 from tasks.__main__ import build_parser, main
-from tasks.checkpoint import read_arrays, read_training_checkpoint
+from tasks.checkpoint import read_training_checkpoint
+from tasks.files import read_arrays
 
 # 288 training series in batches of 32: 9 batches per epoch, 3 epochs, about a second.
 ACTIVITY = [
