@@ -129,7 +129,8 @@ def device_memory(device: str) -> tuple[int, str] | None:
     backend = tg.get_backend(device)
     if backend.device.startswith("cuda"):
         index = int(backend.device.partition(":")[2])
-        return importlib.import_module("cupy").cuda.Device(index).mem_info[1], f"GPU {device}"
+        memory = importlib.import_module("cupy").cuda.Device(index).mem_info[1]
+        return memory, f"GPU {backend.device}"
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
     except (AttributeError, ValueError, OSError):  # not POSIX

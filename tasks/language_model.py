@@ -141,9 +141,7 @@ def run(settings: Settings) -> dict:
         model, history = _train(settings, data, tensors, dim, hidden)
         checkpoint = f"language_model_D{dim}_P{hidden}.npz"
         save_model(settings.out / checkpoint, model)
-        test_loss, test_accuracy, _ = evaluate(
-            model.log_probs, tensors["test"][0], data.test_target
-        )
+        loss, accuracy, _ = evaluate(model.log_probs, tensors["test"][0], data.test_target)
         results.append(
             {
                 "embedding_dim": dim,
@@ -154,18 +152,16 @@ def run(settings: Settings) -> dict:
                 "epochs_run": len(history.train_loss),
                 "stopped_early": history.stopped_early,
                 "epoch_seconds": history.epoch_seconds,
-                "test_cross_entropy": test_loss,
-                "test_accuracy": test_accuracy,
-                "test_perplexity": math.exp(test_loss) if test_loss < 700 else math.inf,
+                "test_cross_entropy": loss,
+                "test_accuracy": accuracy,
+                "test_perplexity": math.exp(loss) if loss < 700 else math.inf,
                 "checkpoint": checkpoint,
                 "predictions": _predictions(model, data, shown, settings.device),
             }
         )
     curves = {r["label"]: r["validation_loss_per_epoch"] for r in results}
-    title = "validation cross-entropy"
-    plots.curves(
-        settings.out / "validation_loss.png", curves, title, "epoch", "cross-entropy (nats)"
-    )
+    path, title = settings.out / "validation_loss.png", "validation cross-entropy"
+    plots.curves(path, curves, title, "epoch", "cross-entropy (nats)")
     return {
         "experiment": "language-model",
         "vocabulary": len(data.words),

@@ -41,9 +41,7 @@ class TrainingConfig:
     )
     progress: bool = option(True, "no progress bars (for logs)", flag="--no-progress")
     compile: bool = option(
-        True,
-        "eager steps (op by op), not compiled ones (traced once, replayed)",
-        flag="--no-compile",
+        True, "train op by op, not with compiled steps (traced once, replayed)", flag="--no-compile"
     )
 
     def __post_init__(self) -> None:
