@@ -1,6 +1,6 @@
 """The benchmarked models and how the engine and the hand-derived reference run them.
 
-Each model at SPEC.md's sizes (`model_specs`): autoencoder 256-64-256 batch 32;
+Each model at the sizes of docs/experiments.md (`model_specs`): autoencoder 256-64-256 batch 32;
 language model (D, P) = (32, 256) batch 200; RNN/LSTM/GRU classifiers with hidden 128,
 T = 150, batch 32. `make_case` fixes its parameters and one batch of data, so that every
 side starts from the same state; `engine_callables` and `hand_callables` give each
@@ -23,7 +23,7 @@ from models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
 from tinygrad_ee import nn, optim
 
 RECURRENT_CELLS = ("rnn", "lstm", "gru")
-# The recurrent classifiers' data, as in SPEC's activity experiment: a 3-axis
+# The recurrent classifiers' data, as in the activity experiment: a 3-axis
 # accelerometer (C = 3) and K = 6 classes.
 CHANNELS, CLASSES = 3, 6
 
@@ -49,7 +49,7 @@ class ModelSpec:
 
 
 def autoencoder_spec() -> ModelSpec:
-    """SPEC experiment 1 at its defaults: 256 -> 64 -> 256, batch 32."""
+    """Experiment 1 at its defaults: 256 -> 64 -> 256, batch 32."""
     return ModelSpec(
         name="autoencoder",
         kind="autoencoder",
@@ -62,7 +62,7 @@ def autoencoder_spec() -> ModelSpec:
 
 
 def language_model_spec() -> ModelSpec:
-    """SPEC experiment 2, configuration (D, P) = (32, 256), batch 200."""
+    """Experiment 2, configuration (D, P) = (32, 256), batch 200."""
     return ModelSpec(
         name="language_model",
         kind="language_model",
@@ -74,7 +74,7 @@ def language_model_spec() -> ModelSpec:
 
 
 def recurrent_spec(cell: str, steps: int = 150, batch: int = 32, hidden: int = 128) -> ModelSpec:
-    """SPEC experiment 3: ``cell`` over T = ``steps``, then the MLP head; batch B."""
+    """Experiment 3: ``cell`` over T = ``steps``, then the MLP head; batch B."""
     return ModelSpec(
         name=cell,
         kind="recurrent",
@@ -93,7 +93,7 @@ def recurrent_spec(cell: str, steps: int = 150, batch: int = 32, hidden: int = 1
 
 def model_specs(steps: int = 150, batch: int = 32, hidden: int = 128) -> list[ModelSpec]:
     """Every benchmarked model; ``steps``, ``batch`` and ``hidden`` size the recurrent ones
-    (SPEC's sizes by default; smaller for quick runs)."""
+    (the experiments' sizes by default; smaller for quick runs)."""
     recurrent = [recurrent_spec(cell, steps, batch, hidden) for cell in RECURRENT_CELLS]
     return [autoencoder_spec(), language_model_spec(), *recurrent]
 
@@ -116,7 +116,8 @@ class Case:
 
 
 def make_case(spec: ModelSpec, dtype: str, rng: np.random.Generator | None = None) -> Case:
-    """Parameters initialised as SPEC says and random data of the spec's sizes, in ``dtype``.
+    """Parameters initialised as docs/experiments.md says, random data of the spec's sizes,
+    in ``dtype``.
 
     ``rng`` defaults to a fresh seed-0 generator, so that a model gets the same
     parameters and data on every device and (up to rounding) in every dtype.

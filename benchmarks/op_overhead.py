@@ -19,8 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 import tinygrad_ee as tg
-from benchmarks.timing import synchronizer
-from tasks.options import positive_int
+from benchmarks.timing import positive_int, synchronizer
 
 # What each figure of `measure` is, for reports.
 DESCRIPTIONS = {

@@ -2,7 +2,7 @@
 
     python -m benchmarks.profile [--model lstm] [--dtype float32] [--steps 5] [--top 12]
 
-Runs ``--steps`` training steps of one model at SPEC.md's sizes under cProfile and
+Runs ``--steps`` training steps of one model at the experiments' sizes under cProfile and
 sums each function's own time into the part of the engine it belongs to:
 
 - op arithmetic, forward / backward: the ops' forward functions and backward closures
@@ -29,8 +29,7 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from benchmarks import models
-from benchmarks.timing import Plan, measure
-from tasks.options import positive_int
+from benchmarks.timing import Plan, measure, positive_int
 
 RECORDING = {"apply", "apply_multi", "_make", "tensor_op", "__init__"}
 WALK = {

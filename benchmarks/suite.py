@@ -3,7 +3,7 @@
     python -m benchmarks [--device cpu --device cuda] [--dtype float32 --dtype float64]
                          [--quick] [--json PATH] [--markdown PATH]
 
-For each available device and dtype, and each model at SPEC.md's sizes (see
+For each available device and dtype, and each model at the experiments' sizes (see
 `benchmarks.models.model_specs`): the wall time of one training step (forward,
 backward, SGD-momentum update) and of one inference pass (forward under
 ``tinygrad_ee.no_grad()``), as median, min and max over the repeats after warm-up
@@ -50,9 +50,9 @@ from benchmarks.timing import (
     cuda_index,
     measure_interleaved,
     no_sync,
+    positive_int,
     synchronizer,
 )
-from tasks.options import positive_int
 
 DTYPES = ("float32", "float64")
 DEFAULT_DEVICES = ("cpu", "cuda")

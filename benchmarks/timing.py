@@ -3,12 +3,14 @@
 Device synchronisation lives here and nowhere else. GPU libraries (CuPy, PyTorch on
 CUDA) return from a call as soon as the work is *queued*, so a timer read right after
 the call measures the launch, not the work. `synchronizer` gives the function that
-waits for the device; `measure` calls it before starting the clock (so that earlier
-queued work is not billed to this call) and before stopping it.
+waits for the device (the engine's backend's `synchronize`, or PyTorch's); `measure`
+calls it before starting the clock (so that earlier queued work is not billed to this
+call) and before stopping it.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import math
 import statistics
@@ -28,18 +30,17 @@ def no_sync() -> None:
 def synchronizer(device: str, library: str = "engine") -> Sync:
     """The function that waits until work queued on ``device`` has finished.
 
-    ``library`` is whose queue to wait for: ``"engine"`` (tinygrad-ee runs CuPy:
-    ``cupy.cuda.Device(n).synchronize()``) or ``"torch"``
-    (``torch.cuda.synchronize(device)``). CPU devices need no waiting. Raises
-    `tinygrad_ee.DeviceError` for a CUDA device the engine cannot use.
+    ``library`` is whose queue to wait for: ``"engine"`` (the backend's
+    ``synchronize``) or ``"torch"`` (``torch.cuda.synchronize(device)``). CPU devices
+    need no waiting. Raises `tinygrad_ee.DeviceError` for a CUDA device the engine
+    cannot use.
     """
     if library not in ("engine", "torch"):
         raise ValueError(f"library must be 'engine' or 'torch', got {library!r}")
     if not device.startswith("cuda"):
         return no_sync
     if library == "engine":
-        index = cuda_index(device)
-        return importlib.import_module("cupy").cuda.Device(index).synchronize
+        return tg.get_backend(device).synchronize
     torch = importlib.import_module("torch")
     torch_device = torch.device(device)
     return lambda: torch.cuda.synchronize(torch_device)
@@ -49,6 +50,14 @@ def cuda_index(device: str) -> int:
     """The GPU number N of an engine CUDA device ("cuda" is "cuda:0"); raises
     `tinygrad_ee.DeviceError` when the engine cannot use it (no CuPy, no such GPU)."""
     return int(tg.get_backend(device).device.partition(":")[2])
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for counts (repeats, steps, threads): an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,1 @@
-"""Data, training loops, reports and the command line (``python -m tasks``)."""
+"""The command line (``python -m tasks``): experiments, training, checkpoints, reports."""

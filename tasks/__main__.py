@@ -1,4 +1,4 @@
-"""Train, evaluate and report the experiments of SPEC.md.
+"""Train, evaluate and report the experiments described in docs/experiments.md.
 
     python -m tasks all                       # the three experiments on the embedded data
     python -m tasks autoencoder --quick       # a smoke run in seconds
@@ -7,8 +7,7 @@
     python -m tasks activity --out runs/a --resume   # continue a stopped run
 
 Each run writes metrics.json, PNG figures, .npz checkpoints and report.md to --out
-(default runs/<experiment>-<timestamp>), and a training checkpoint per training run
-to <out>/resume/ at the end of every epoch.
+(default runs/<experiment>-<timestamp>).
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ try:  # Ctrl-C while the libraries load (a quarter second): no traceback, as lat
     import platform
     import shlex
     import time
+    from dataclasses import asdict, replace
     from datetime import datetime
     from importlib import metadata
     from pathlib import Path
@@ -30,445 +30,238 @@ try:  # Ctrl-C while the libraries load (a quarter second): no traceback, as lat
     from threadpoolctl import threadpool_limits
 
     import tinygrad_ee as tg
+    from data import DataError, is_folder
     from tinygrad_ee import DeviceError, get_backend
 
-    from . import activity, autoencoder, language_model
-    from .checkpoint import CheckpointError, read_training_checkpoint
-    from .data import DataError, is_folder
-    from .files import write_json, write_text
-    from .memory import TooLarge
-    from .options import (
-        dtype_problem,
-        momentum,
-        non_negative,
-        positive,
-        positive_int,
-        seed,
-    )
-    from .training import (
-        CHECKPOINT_FOLDER,
-        TrainingConfig,
-        TrainingDiverged,
-        TrainingInterrupted,
-        describe_position,
-    )
+    from . import activity, autoencoder, checkpoint, language_model
+    from .experiment import QUICK_EPOCHS, Common, Experiment, Settings, TooLarge
+    from .files import CheckpointError, export_defaults, write_json, write_npz, write_text
+    from .options import add_arguments, dtype_options, dtype_problem, given
+    from .training import TrainingConfig, TrainingDiverged, TrainingInterrupted
 except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     sys.exit(EXIT_INTERRUPTED)
 
 EXPERIMENTS = {
-    autoencoder.NAME: (autoencoder, "data1.h5"),
-    language_model.NAME: (language_model, "data2.h5"),
-    activity.NAME: (activity, "data3.h5"),
+    e.name: e for e in (autoencoder.EXPERIMENT, language_model.EXPERIMENT, activity.EXPERIMENT)
 }
-QUICK_EPOCHS = 2
-# Number options whose values enter the computation in the run's dtype.
-DTYPE_OPTIONS = ("lr", "momentum", "clip", "lam", "beta", "rho")
 
 EPILOG = f"""\
 checkpoints and --resume:
-  Each training run writes OUT/{CHECKPOINT_FOLDER}/<run>.npz (with `all`: in each
-  experiment's folder) atomically at the end of every epoch: parameters, momentum
-  buffers, epoch, random-generator states, the losses so far (early stopping included)
-  and the settings that define the run. The same command again with --resume (same --out)
-  continues where it stopped: runs that had finished are not trained again, the
-  unfinished one continues from its checkpoint and ends with the parameters an
-  uninterrupted run would have (bit for bit on the CPU). --epochs, --lr, --momentum,
-  --clip and --device may change on resume; a checkpoint whose other settings differ is
-  refused, naming them. --resume with no checkpoint in --out starts afresh, and says so.
-  Without --resume, an --out holding an unfinished run's checkpoint is refused (continue
-  it with --resume, or remove its {CHECKPOINT_FOLDER}/ folder); finished runs' checkpoints
-  are replaced. Ctrl-C finishes the current batch, saves, and exits; a second Ctrl-C
-  stops at once (the last epoch's checkpoint stays).
+  Every training run writes OUT/{checkpoint.FOLDER}/<run>.npz atomically at each epoch end
+  (with `all`: in each experiment's folder). The same command with --resume continues it
+  and ends as an uninterrupted run would (bit for bit on the CPU); --epochs, --lr,
+  --momentum, --clip and --device may change, nothing else. Without --resume, an --out
+  holding an unfinished run is refused. Ctrl-C finishes the batch, saves and exits.
 
 exit status:
   0    success
   {EXIT_ERROR}    usage error (an option out of range, or that --dtype rounds to 0 or inf);
        sizes too large for the device's memory; a missing, unreadable or invalid data or
-       checkpoint file, or data too small for the experiment; an unavailable device; an
-       --out that cannot be written, or that holds an unfinished run's checkpoint
-       (without --resume) or a checkpoint folder linking outside it
-  {EXIT_DIVERGED}    training diverged: a batch loss or the validation loss became NaN or
-       infinite (or, with --detect-anomaly, an op made a NaN or infinity); the last good
-       checkpoint is kept
+       checkpoint file, or data too small; an unavailable device; an --out that cannot be
+       written, holds an unfinished run (without --resume) or a checkpoint folder
+       linking outside it
+  {EXIT_DIVERGED}    training diverged: a loss became NaN or infinite (or, with
+       --detect-anomaly, an op made one); the last good checkpoint is kept
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); the training state is saved: rerun with --resume
 """
 
 
-def _add_common(parser: argparse.ArgumentParser, defaults: dict | None) -> None:
-    def default(name: str) -> str:
-        return "the experiment's" if defaults is None else str(defaults[name])
-
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    parser.add_argument(
-        "--data",
-        type=Path,
-        help="an HDF5 file in the experiment's layout, or a folder holding data1.h5, "
-        "data2.h5, data3.h5 (for `all`: such a folder) (default: the embedded data)",
-    )
-    parser.add_argument(
-        "--epochs", type=positive_int, help=f"training epochs (default: {default('epochs')})"
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        help=f"mini-batch size (default: {default('batch_size')})",
-    )
-    shared = " (with `all`: for every experiment)" if defaults is None else ""
-    parser.add_argument(
-        "--lr", type=positive(float), help=f"learning rate (default: {default('lr')}){shared}"
-    )
-    parser.add_argument(
-        "--momentum",
-        type=momentum,
-        help=f"momentum, in [0, 1) (default: {default('momentum')}){shared}",
-    )
-    clip = "the experiment's: 5 for activity, where vanilla RNNs explode without it, else none"
-    if defaults is not None:
-        clip = f"{defaults['clip']:g}" if defaults["clip"] else "none"
-    parser.add_argument(
-        "--clip",
-        type=non_negative(float),
-        help=f"max global gradient norm, 0 for none (default: {clip}){shared}",
-    )
-    parser.add_argument(
-        "--dtype", choices=["float32", "float64"], default="float32", help="(default: float32)"
-    )
-    parser.add_argument(
-        "--seed",
-        type=seed,
-        default=0,
-        help="random seed, 0 to 2**64 - 1: initialisation, batch order, and which embedded "
-        "patches and activity series are made (default: 0)",
-    )
-    parser.add_argument(
-        "--out", type=Path, help="output folder (default: runs/<experiment>-<timestamp>)"
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"{QUICK_EPOCHS} epochs on a subset of the data: a smoke run in seconds",
-    )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run stopped in --out (needed) from its checkpoints; see below",
-    )
-    parser.add_argument(
-        "--detect-anomaly",
-        action="store_true",
-        help="stop at the first op that makes a NaN or infinity, forward or backward, "
-        "naming it (slower: every op's result is checked)",
-    )
-    parser.add_argument(
-        "--no-compile",
-        action="store_true",
-        help="train with eager steps (op by op) instead of compiled ones (traced once, then "
-        "replayed; the default): for debugging, or to compare",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
-    parser.add_argument(
-        "--blas-threads",
-        type=positive_int,
-        default=1,
-        help="threads for NumPy's BLAS (default: 1; these models' matrices are small, and "
-        "more threads than free cores make every product many times slower)",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
-    raw = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
-        prog="python -m tasks", description=__doc__, epilog=EPILOG, formatter_class=raw
-    )
+    raw = {"epilog": EPILOG, "formatter_class": argparse.RawDescriptionHelpFormatter}
+    parser = argparse.ArgumentParser(prog="python -m tasks", description=__doc__, **raw)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module, _) in EXPERIMENTS.items():
-        sub = commands.add_parser(
-            name,
-            help=module.__doc__.splitlines()[0],
-            description=module.__doc__,
-            epilog=EPILOG,
-            formatter_class=raw,
-        )
-        _add_common(sub, module.DEFAULTS)
-        module.add_arguments(sub)
-    everything = commands.add_parser(
-        "all",
-        help="the three experiments, one report linking them",
-        description="The three experiments, in OUT/autoencoder, OUT/language-model and "
-        "OUT/activity, and a report.md linking them.",
-        epilog=EPILOG,
-        formatter_class=raw,
-    )
-    _add_common(everything, None)
-    for module, _ in EXPERIMENTS.values():
-        module.add_arguments(everything)
+    for e in EXPERIMENTS.values():
+        summary = e.description.split("\n")[0]
+        sub = commands.add_parser(e.name, help=summary, description=e.description, **raw)
+        _add_experiment_arguments(sub, [e], e.training)
+    summary = "the three experiments, each in its folder of OUT, and a report.md linking them"
+    everything = commands.add_parser("all", help=summary, description=summary + ".", **raw)
+    _add_experiment_arguments(everything, EXPERIMENTS.values(), TrainingConfig)
     data = commands.add_parser("data", help="the embedded default data")
-    data_commands = data.add_subparsers(dest="data_command", required=True)
-    export = data_commands.add_parser("export", help="write data1.h5, data2.h5, data3.h5")
+    data = data.add_subparsers(dest="data_command", required=True)
+    export = data.add_parser("export", help="write data1.h5, data2.h5, data3.h5")
     export.add_argument("--out", type=Path, required=True, help="folder to write to")
+    rebuild = data.add_parser("rebuild-ngrams", help="rebuild the 4-grams of data/ngrams.npz")
+    rebuild.add_argument("--out", type=Path, help="(default: the shipped file)")
     demo = commands.add_parser("demo", help="train a tiny MLP on two rings with the engine alone")
     demo.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     demo.add_argument("--steps", type=int, default=300, help="gradient steps (default: 300)")
     return parser
 
 
-def _versions(device: str) -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for package in ["tinygrad-ee", "numpy", "h5py", "matplotlib", "tqdm"] + (
-        ["cupy"] if device.startswith("cuda") else []
-    ):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
+def _add_experiment_arguments(parser, experiments, training) -> None:
+    """The common options (always set), training's (``training``: defaults shown, or the
+    class: each experiment's own), and each experiment's own options."""
+    add_arguments(parser, Common)
+    parser.set_defaults(**asdict(Common()))  # the command line reads these itself
+    add_arguments(parser, training, shared=isinstance(training, type))
+    for e in experiments:
+        add_arguments(parser.add_argument_group(e.name), e.options)
 
 
-def _data_file(data: Path | None, file_name: str) -> Path | None:
-    if data is None:
-        return None
-    if is_folder(data):
-        return data / file_name
-    return data
+def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors argparse cannot see; the default --out."""
+    if args.resume and args.out is None:
+        parser.error("--resume needs --out: the folder of the run to continue")
+    for settings in (TrainingConfig, *(e.options for e in _experiments(args))):
+        for name in dtype_options(settings):
+            value = getattr(args, name, None)
+            if value is not None and (problem := dtype_problem(value, args.dtype)):
+                parser.error(f"argument --{name}: {value!r} {problem} (--dtype {args.dtype})")
+    if args.out is None:
+        args.out = Path("runs") / f"{args.command}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def _check_data_folder(data: Path | None) -> None:
-    """For `all`: a folder holding the three files, checked before anything trains."""
-    if data is None:
-        return
-    if not is_folder(data):
-        raise DataError(f"{data}: `all` needs a folder holding data1.h5, data2.h5, data3.h5")
-    missing = [name for _, name in EXPERIMENTS.values() if not (data / name).is_file()]
-    if missing:
-        raise DataError(f"{data}: missing {', '.join(missing)}")
+def _experiments(args: argparse.Namespace) -> list[Experiment]:
+    return list(EXPERIMENTS.values()) if args.command == "all" else [EXPERIMENTS[args.command]]
 
 
-def _checkpoint_folders(args: argparse.Namespace) -> list[tuple[str, Path]]:
-    """(experiment, its output folder) for each experiment the command runs."""
-    if args.command == "all":
-        return [(name, args.out / name) for name in EXPERIMENTS]
-    return [(args.command, args.out)]
+def _folders(args: argparse.Namespace) -> dict[str, Path]:
+    """Each experiment the command runs, and its output folder."""
+    return {
+        e.name: args.out / e.name if args.command == "all" else args.out for e in _experiments(args)
+    }
 
 
-def _check_checkpoints(args: argparse.Namespace) -> None:
-    """Before anything trains: without --resume, an unfinished run's checkpoint is never
-    overwritten (finished runs' ones are removed); with --resume and none, say so.
-    Leftover temporary files of a write that was killed are removed either way."""
-    found, unfinished = [], []
-    for experiment, folder in _checkpoint_folders(args):
-        folder = folder / CHECKPOINT_FOLDER
-        if not folder.is_dir():
-            continue
-        _check_inside_out(folder, args.out)
-        for leftover in folder.glob(".*.tmp"):
-            leftover.unlink(missing_ok=True)
-        for path in sorted(folder.glob("*.npz")):
-            try:
-                meta, _, _ = read_training_checkpoint(path, args.dtype)
-            except CheckpointError as error:
-                raise CheckpointError(
-                    f"{error}. It cannot be resumed: remove it (or all of {folder}/, or choose "
-                    "another --out) to train that run afresh"
-                ) from None
-            if meta["identity"].get("experiment") == experiment:
-                found.append(path)
-            if not meta["done"]:
-                where = describe_position(meta["epoch"], meta["batch"])
-                unfinished.append(f"{path} ({where})")
-    if args.resume:
-        if not found:
-            print(
-                f"--resume: no training checkpoint of this command in {args.out}: starting afresh",
-                file=sys.stderr,
-            )
-        return
-    if unfinished:
-        raise CheckpointError(
-            f"{args.out} holds the checkpoint of an unfinished run: {', '.join(unfinished)}. "
-            "Continue it with --resume, or remove "
-            f"{args.out / CHECKPOINT_FOLDER}/ (or choose another --out) to start afresh"
-        )
-    for path in found:
-        path.unlink()
+def _settings(e: Experiment, args: argparse.Namespace) -> Settings:
+    """The typed settings of one experiment's run: the one place a Namespace is read."""
+    training = replace(e.training, **given(args, TrainingConfig))
+    if args.quick and "epochs" not in args:
+        training.epochs = QUICK_EPOCHS
+    data = args.data / e.data_file if args.data and is_folder(args.data) else args.data
+    common = {**given(args, Common), "out": _folders(args)[e.name], "data": data}
+    return Settings(**common, training=training, options=e.options(**given(args, e.options)))
 
 
-def _check_inside_out(folder: Path, out: Path) -> None:
-    """Files are deleted only inside --out: a checkpoint folder that is a link leading
-    elsewhere is refused before anything in it is touched."""
-    real, root = folder.resolve(), out.resolve()
-    if not real.is_relative_to(root):
-        raise CheckpointError(
-            f"{folder} leads to {real}, outside --out ({root}): nothing there is read, "
-            "written or deleted. Replace the link by a folder, or choose another --out"
-        )
-
-
-def _check_options_fit_dtype(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """A usage error for a number option that the run's dtype rounds to 0 or to inf."""
-    for name in DTYPE_OPTIONS:
-        value = getattr(args, name, None)
-        problem = None if value is None else dtype_problem(value, args.dtype)
-        if problem:
-            parser.error(f"argument --{name}: {value!r} {problem} (--dtype {args.dtype})")
-
-
-def run_experiment(name: str, args: argparse.Namespace, out: Path) -> dict:
-    module, file_name = EXPERIMENTS[name]
-    defaults = module.DEFAULTS
-    clip = args.clip if args.clip is not None else defaults["clip"]
-    config = TrainingConfig(
-        epochs=args.epochs or (QUICK_EPOCHS if args.quick else defaults["epochs"]),
-        batch_size=args.batch_size or defaults["batch_size"],
-        lr=args.lr if args.lr is not None else defaults["lr"],
-        momentum=args.momentum if args.momentum is not None else defaults["momentum"],
-        clip=clip or None,
-        progress=not args.no_progress,
-        compile=not args.no_compile,
-    )
-    experiment_args = argparse.Namespace(**vars(args))
-    experiment_args.data = _data_file(args.data, file_name)
-    out.mkdir(parents=True, exist_ok=True)
+def run_experiment(e: Experiment, settings: Settings, command: str) -> dict:
+    """Run one experiment and write its metrics.json and report.md."""
+    settings.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        metrics = module.run(experiment_args, config, out)
+        metrics = e.run(settings)
     except BaseException:
-        if not any(out.iterdir()):  # nothing written: leave no empty folder behind
-            out.rmdir()
+        if not any(settings.out.iterdir()):  # nothing written: leave no empty folder
+            settings.out.rmdir()
         raise
-    metrics["seconds"] = time.perf_counter() - start
-    own = {"command", "device", "data", "dtype", "seed", "quick", "blas_threads", *module.OPTIONS}
-    metrics["configuration"] = {
-        **{
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in vars(experiment_args).items()
-            if k in own
-        },
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "lr": config.lr,
-        "momentum": config.momentum,
-        "clip": config.clip,
-        "compiled_steps": config.compile,
-    }
-    metrics["resumed"] = bool(args.resume)
-    metrics["device"] = args.device
-    metrics["dtype"] = args.dtype
-    metrics["seed"] = args.seed
-    metrics["versions"] = _versions(args.device)
-    write_json(out / "metrics.json", metrics)
-    write_text(out / "report.md", module.report(metrics))
+    metrics.update(seconds=time.perf_counter() - start, resumed=settings.resume)
+    metrics["configuration"] = {"command": command, **settings.configuration()}
+    metrics.update(device=settings.device, dtype=settings.dtype, seed=settings.seed)
+    packages = ["tinygrad-ee", "numpy", "h5py", "matplotlib", "tqdm"]
+    packages += ["cupy"] if settings.device.startswith("cuda") else []
+    metrics["versions"] = {"python": platform.python_version()}
+    for package in packages:
+        try:
+            metrics["versions"][package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            metrics["versions"][package] = "not installed"
+    write_json(settings.out / "metrics.json", metrics)
+    write_text(settings.out / "report.md", e.report(metrics))
     return metrics
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the experiment(s) of the command."""
+    get_backend(args.device)  # fail before any work if the device is unavailable
+    if args.command == "all" and args.data is not None:
+        files = [e.data_file for e in _experiments(args)]
+        if not is_folder(args.data):
+            raise DataError(f"{args.data}: `all` needs a folder holding {', '.join(files)}")
+        if missing := [name for name in files if not (args.data / name).is_file()]:
+            raise DataError(f"{args.data}: missing {', '.join(missing)}")
+    checkpoint.prepare(args.out, _folders(args).items(), args.resume, args.dtype)
+    anomaly = tg.detect_anomaly() if args.detect_anomaly else contextlib.nullcontext()
+    lines = []
+    with threadpool_limits(limits=args.blas_threads, user_api="blas"), anomaly:
+        for e in _experiments(args):
+            metrics = run_experiment(e, _settings(e, args), args.command)
+            lines.append(f"- [{e.name}]({e.name}/report.md): {e.summary(metrics)}")
+    if args.command == "all":
+        write_text(args.out / "report.md", "\n".join(["# tinygrad-ee experiments", "", *lines, ""]))
+    else:
+        print(e.summary(metrics))
+    print(f"results in {args.out}/ (report.md, metrics.json, figures, checkpoints)")
+    return 0
+
+
+def _diverged(error: TrainingDiverged) -> str:
+    """The message of a divergence: what to try, and where the last good state is."""
+    config, saved = error.config, error.checkpoint
+    clip = f"a smaller --clip (now {config.clip or 0:g})"
+    clip = clip if config.clip else "gradient clipping (e.g. --clip 5)"
+    lr = f"a smaller learning rate (e.g. --lr {config.lr / 10:g}, now {config.lr:g})"
+    kept = "This run writes no checkpoints."
+    if saved is not None and saved.saved is None:
+        kept = "No checkpoint was written: it diverged before the end of its first epoch."
+    elif saved is not None:
+        kept = f"The last good checkpoint ({saved.saved}) is kept in {saved.path}: add --resume "
+        kept += "(with the new --lr or --clip) to continue from it."
+    return f"{error}; try {clip} or {lr}. {kept}"
 
 
 def _resume_command(argv: list[str], out: Path) -> str:
     """The command line that continues this one."""
-    argv = list(argv)
+    argv = [*argv, *(["--resume"] if "--resume" not in argv else [])]
     if not any(arg == "--out" or arg.startswith("--out=") for arg in argv):
         argv += ["--out", str(out)]
-    if "--resume" not in argv:
-        argv.append("--resume")
     return shlex.join([Path(sys.executable).name, "-m", "tasks", *argv])
+
+
+def _data_command(args: argparse.Namespace) -> int:
+    if args.data_command == "export":
+        paths = export_defaults(args.out)
+    else:  # the builder imports the standard library's parsers: only when asked
+        from data.embedded import SHIPPED_NGRAMS
+        from data.ngrams import shipped_arrays
+
+        paths = [args.out or SHIPPED_NGRAMS]
+        write_npz(paths[0], shipped_arrays(), compressed=True)
+    for path in paths:
+        print(f"wrote {path} ({path.stat().st_size} bytes)")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import train_demo
+
+    result = train_demo(device=args.device, steps=args.steps)
+    losses = f"loss {result['first_loss']:.3f} -> {result['last_loss']:.3f}"
+    print(f"two-ring MLP on {args.device}: {losses}, accuracy {result['accuracy']:.1%}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "resume", False) and args.out is None:
-        parser.error("--resume needs --out: the folder of the run to continue")
-    if hasattr(args, "dtype"):
-        _check_options_fit_dtype(parser, args)
-    if args.command not in ("demo", "data") and args.out is None:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        args.out = Path("runs") / f"{args.command}-{stamp}"
+    if args.command not in ("demo", "data"):
+        _check_usage(parser, args)
     try:
-        if args.command == "demo":
-            from .demo import train_demo
-
-            result = train_demo(device=args.device, steps=args.steps)
-            print(
-                f"two-ring MLP on {args.device}: loss {result['first_loss']:.3f} -> "
-                f"{result['last_loss']:.3f}, accuracy {result['accuracy']:.1%}"
-            )
-            return 0
-        if args.command == "data":
-            from .default_data import export_defaults
-
-            for path in export_defaults(args.out):
-                print(f"wrote {path}")
-            return 0
-        get_backend(args.device)  # fail before any work if the device is unavailable
-        if args.command == "all":
-            _check_data_folder(args.data)
-        _check_checkpoints(args)
-        anomaly = tg.detect_anomaly() if args.detect_anomaly else contextlib.nullcontext()
-        with threadpool_limits(limits=args.blas_threads, user_api="blas"), anomaly:
-            return _run(args)
+        return {"demo": _demo, "data": _data_command}.get(args.command, _run)(args)
     except (DataError, DeviceError, CheckpointError, TooLarge) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(f"error: {error}", EXIT_ERROR)
     except MemoryError as error:  # beyond what TooLarge foresaw: NumPy names the array
-        print(f"error: not enough memory: {str(error) or 'MemoryError'}", file=sys.stderr)
-        return EXIT_ERROR
-    except (TrainingDiverged, FloatingPointError) as error:  # tg.AnomalyError is the latter
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_DIVERGED
+        return _fail(f"error: not enough memory: {str(error) or 'MemoryError'}", EXIT_ERROR)
+    except TrainingDiverged as error:
+        return _fail(f"error: {_diverged(error)}", EXIT_DIVERGED)
+    except FloatingPointError as error:  # tg.AnomalyError outside training
+        return _fail(f"error: {error}", EXIT_DIVERGED)
     except OSError as error:  # an --out that cannot be written, a full disk, ...
-        print(
-            f"error: cannot write {error.filename or ''}: {error.strerror or error}",
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
-    except TrainingInterrupted as interrupt:
-        print(f"interrupted: {interrupt}", file=sys.stderr)
-        if interrupt.path is not None:
-            print(f"to continue: {_resume_command(argv, args.out)}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        if args.command not in ("demo", "data") and any(
-            any((folder / CHECKPOINT_FOLDER).glob("*.npz"))
-            for _, folder in _checkpoint_folders(args)
-        ):
-            print(
-                f"the last checkpoints are in {args.out}; to continue: "
-                f"{_resume_command(argv, args.out)}",
-                file=sys.stderr,
-            )
-        return EXIT_INTERRUPTED
+        what = f"{error.filename or ''}: {error.strerror or error}"
+        return _fail(f"error: cannot write {what}", EXIT_ERROR)
+    except KeyboardInterrupt as interrupt:
+        saved = isinstance(interrupt, TrainingInterrupted) and interrupt.path is not None
+        text = f"interrupted: {interrupt}" if str(interrupt) else "interrupted"
+        folders = [] if args.command in ("demo", "data") else _folders(args).values()
+        if saved or any(any((f / checkpoint.FOLDER).glob("*.npz")) for f in folders):
+            where = "" if saved else f"the last checkpoints are in {args.out}; "
+            text += f"\n{where}to continue: {_resume_command(argv, args.out)}"
+        return _fail(text, EXIT_INTERRUPTED)
 
 
-def _run(args: argparse.Namespace) -> int:
-    out = args.out
-    if args.command == "all":
-        sections = []
-        for name in EXPERIMENTS:
-            metrics = run_experiment(name, args, out / name)
-            sections.append(f"- [{name}]({name}/report.md): {_summary(metrics)}")
-        write_text(out / "report.md", "# tinygrad-ee experiments\n\n" + "\n".join(sections) + "\n")
-    else:
-        metrics = run_experiment(args.command, args, out)
-        print(_summary(metrics))
-    print(f"results in {out}/ (report.md, metrics.json, figures, checkpoints)")
-    return 0
-
-
-def _summary(metrics: dict) -> str:
-    seconds = f"{metrics['seconds']:.0f} s"
-    if metrics["experiment"] == autoencoder.NAME:
-        return f"autoencoder final loss J {metrics['final_loss']:.4f} ({seconds})"
-    if metrics["experiment"] == language_model.NAME:
-        parts = [
-            f"{r['label']}: test CE {r['test_cross_entropy']:.3f}, "
-            f"accuracy {r['test_accuracy']:.1%}"
-            for r in metrics["configurations"]
-        ]
-        return "language model " + "; ".join(parts) + f" ({seconds})"
-    parts = [
-        f"{r['cell'].upper()} test accuracy {r['test_accuracy']:.1%}" for r in metrics["cells"]
-    ]
-    return "activity " + ", ".join(parts) + f" ({seconds})"
+def _fail(message: str, status: int) -> int:
+    print(message, file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

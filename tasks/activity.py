@@ -6,187 +6,145 @@ train and test confusion matrices with class names, and a comparison table.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
 import tinygrad_ee as tg
+from data import ActivityData, default_activity, load_activity, require_rows
+from data.preprocessing import quick_subset, split_validation
 from models import CELLS, SequenceClassifier
-from tinygrad_ee import nn
 
 from . import plots
-from .checkpoint import save_model
-from .data import load_activity, require_rows, split_validation
-from .default_data import default_activity
-from .memory import check_fits
-from .options import positive_int
-from .training import (
-    TrainingConfig,
-    cross_entropy_and_accuracy,
-    fingerprint,
-    fit,
-    in_batches,
-    quick_subset,
-    rows,
-    run_checkpoint,
-)
-
-NAME = "activity"
-OPTIONS = ("cell", "recurrent_size")
-# clip: the max global gradient norm (--clip, 0 for none); vanilla RNNs explode without it.
-DEFAULTS = {"epochs": 50, "batch_size": 32, "lr": 0.1, "momentum": 0.85, "clip": 5.0}
+from .experiment import Experiment, Settings, evaluate, fingerprint, rows
+from .files import save_model
+from .options import option, positive_int
+from .training import TrainingConfig
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("activity")
-    group.add_argument(
-        "--cell", choices=[*CELLS, "all"], default="all", help="recurrent cell (default: all)"
-    )
-    group.add_argument(
-        "--recurrent-size", type=positive_int, default=128, help="recurrent units (default: 128)"
-    )
+@dataclass
+class Options:
+    """The activity classifiers' own options."""
+
+    cell: str = option("all", "recurrent cell", choices=[*CELLS, "all"])
+    recurrent_size: int = option(128, "recurrent units", parse=positive_int)
 
 
-def _confusion(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
-    matrix = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(matrix, (truth, predicted), 1)
-    return matrix
-
-
-def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
-    data = load_activity(args.data) if args.data else default_activity(seed=args.seed)
-    if args.quick:
-        keep = quick_subset(len(data.train_y), 320, args.seed)
+def _splits(settings: Settings) -> tuple[ActivityData, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The data, and its train, validation (10 % of trX, seeded) and test splits."""
+    data = load_activity(settings.data) if settings.data else default_activity(seed=settings.seed)
+    if settings.quick:
+        keep = quick_subset(len(data.train_y), 320, settings.seed)
         data.train_x, data.train_y = data.train_x[keep], data.train_y[keep]
-        keep = quick_subset(len(data.test_y), 160, args.seed)
+        keep = quick_subset(len(data.test_y), 160, settings.seed)
         data.test_x, data.test_y = data.test_x[keep], data.test_y[keep]
-    require_rows(
-        args.data,
-        "trX",
-        len(data.train_y),
-        2,
-        "training needs (one series to train on, one held out for validation)",
-    )
-    train_idx, val_idx = split_validation(len(data.train_y), 0.1, seed=args.seed)
-    device, dtype = args.device, args.dtype
-    splits = {
-        "train": (data.train_x[train_idx], data.train_y[train_idx]),
-        "validation": (data.train_x[val_idx], data.train_y[val_idx]),
+    why = "training needs (one series to train on, one held out for validation)"
+    require_rows(settings.data, "trX", len(data.train_y), 2, why)
+    train, validation = split_validation(len(data.train_y), 0.1, seed=settings.seed)
+    return data, {
+        "train": (data.train_x[train], data.train_y[train]),
+        "validation": (data.train_x[validation], data.train_y[validation]),
         "test": (data.test_x, data.test_y),
     }
+
+
+def _check_sizes(settings: Settings, cells: list[str], train_x: np.ndarray) -> None:
+    (count, steps, channels), size = train_x.shape, settings.options.recurrent_size
+    for cell in cells:
+        gates, setting = CELLS[cell].gates, f"--recurrent-size {size} ({cell})"
+        cell_alone = (channels + size) * gates * size + gates * size
+        # the gates and states of every step of a batch, kept for the backward pass
+        batch = min(settings.training.batch_size, count) * steps * (gates + 1) * size
+        settings.check_fits(setting, cell_alone, batch)
+
+
+def _train(settings: Settings, cell: str, data: ActivityData, splits: dict, tensors: dict):
+    """One cell's classifier, trained: (model, history, scores), where ``scores(split)``
+    gives (cross-entropy, accuracy, predicted classes)."""
+    size, channels = settings.options.recurrent_size, data.train_x.shape[2]
+    model = settings.model(SequenceClassifier, cell, channels, data.num_classes, size)
+
+    def scores(split: str):
+        log_probs = lambda x: model.logits(x).log_softmax(axis=1)  # noqa: E731
+        return evaluate(log_probs, tensors[split][0], splits[split][1], 256)
+
+    def after_epoch(epoch, history):
+        history.validation_loss.append(scores("validation")[0])
+
+    x, y = tensors["train"]
+    history = settings.fit(
+        model,
+        lambda idx: model.loss(rows(x, idx), rows(y, idx)),
+        x.shape[0],
+        f"activity_{cell}",
+        f"activity {cell}",
+        after_epoch,
+        experiment="activity",
+        data=fingerprint(*splits["train"], *splits["validation"]),
+        cell=cell,
+        recurrent_size=size,
+    )
+    return model, history, scores
+
+
+def _cell(settings: Settings, cell: str, data: ActivityData, splits: dict, tensors: dict) -> dict:
+    """Train one cell, save it, and plot its confusion matrices: its metrics."""
+    model, history, scores = _train(settings, cell, data, splits, tensors)
+    save_model(settings.out / f"activity_{cell}.npz", model)
+    entry = {
+        "cell": cell,
+        "validation_loss_per_epoch": history.validation_loss,
+        "train_loss_per_epoch": history.train_loss,
+        "epoch_seconds": history.epoch_seconds,
+        "checkpoint": f"activity_{cell}.npz",
+    }
+    for split in ("train", "test"):
+        _, entry[f"{split}_accuracy"], predicted = scores(split)
+        matrix = np.zeros((data.num_classes,) * 2, dtype=np.int64)
+        np.add.at(matrix, (splits[split][1], predicted), 1)  # [truth, predicted]
+        entry[f"{split}_confusion"] = matrix.tolist()
+        title = f"{cell.upper()} {split} ({entry[f'{split}_accuracy']:.1%})"
+        path = settings.out / f"confusion_{cell}_{split}.png"
+        plots.confusion_matrix(path, matrix, data.class_names, title)
+    return entry
+
+
+def run(settings: Settings) -> dict:
+    """Train, evaluate and plot; returns the figures of metrics.json."""
+    data, splits = _splits(settings)
+    cells = list(CELLS) if settings.options.cell == "all" else [settings.options.cell]
+    _check_sizes(settings, cells, splits["train"][0])
+    device, dtype = settings.device, settings.dtype
     tensors = {
         name: (tg.Tensor(x, device=device, dtype=dtype), tg.Tensor(y, device=device))
         for name, (x, y) in splits.items()
     }
-    classes = len(data.class_names)
-    cells = list(CELLS) if args.cell == "all" else [args.cell]
-    count, steps, channels = splits["train"][0].shape
-    size = args.recurrent_size
-    for cell in cells:
-        gates = CELLS[cell].gates
-        check_fits(
-            f"--recurrent-size {size} ({cell})",
-            parameters=(channels + size) * gates * size + gates * size,  # the cell alone
-            # the gates and states of every step of a batch, kept for the backward pass
-            activations=min(config.batch_size, count) * steps * (gates + 1) * size,
-            dtype=dtype,
-            device=device,
-        )
-    trained_on = fingerprint(*splits["train"], *splits["validation"])
-    results = []
-    for cell in cells:
-        nn.seed(args.seed, device)
-        model = SequenceClassifier(
-            cell,
-            data.train_x.shape[2],
-            classes,
-            hidden_size=args.recurrent_size,
-            device=device,
-            dtype=dtype,
-        )
-
-        def evaluate(name, model=model):
-            """(cross-entropy, accuracy, predicted classes) on one split."""
-            x, _ = tensors[name]
-            log_probs = in_batches(
-                lambda idx: model.logits(rows(x, idx)).log_softmax(axis=1), x.shape[0], 256
-            )
-            loss, accuracy = cross_entropy_and_accuracy(log_probs, splits[name][1])
-            return loss, accuracy, log_probs.argmax(axis=1)
-
-        def after_epoch(epoch, history, evaluate=evaluate):
-            history.validation_loss.append(evaluate("validation")[0])
-            return False
-
-        train_x, train_y = tensors["train"]
-        history = fit(
-            model,
-            lambda idx, model=model, x=train_x, y=train_y: model.loss(rows(x, idx), rows(y, idx)),
-            train_x.shape[0],
-            config,
-            np.random.default_rng(args.seed),
-            f"activity {cell}",
-            after_epoch,
-            run_checkpoint(
-                out,
-                args,
-                config,
-                f"activity_{cell}",
-                experiment=NAME,
-                data=trained_on,
-                cell=cell,
-                recurrent_size=args.recurrent_size,
-            ),
-        )
-        checkpoint = f"activity_{cell}.npz"
-        save_model(out / checkpoint, model)
-        entry = {
-            "cell": cell,
-            "validation_loss_per_epoch": history.validation_loss,
-            "train_loss_per_epoch": history.train_loss,
-            "epoch_seconds": history.epoch_seconds,
-            "checkpoint": checkpoint,
-        }
-        for name in ("train", "test"):
-            _, entry[f"{name}_accuracy"], predicted = evaluate(name)
-            matrix = _confusion(splits[name][1], predicted, classes)
-            entry[f"{name}_confusion"] = matrix.tolist()
-            plots.confusion_matrix(
-                out / f"confusion_{cell}_{name}.png",
-                matrix,
-                data.class_names,
-                f"{cell.upper()} {name} ({entry[f'{name}_accuracy']:.1%})",
-            )
-        results.append(entry)
-    plots.curves(
-        out / "validation_loss.png",
-        {r["cell"].upper(): r["validation_loss_per_epoch"] for r in results},
-        "validation cross-entropy",
-        "epoch",
-        "cross-entropy (nats)",
-    )
+    results = [_cell(settings, cell, data, splits, tensors) for cell in cells]
+    curves = {r["cell"].upper(): r["validation_loss_per_epoch"] for r in results}
+    path, title = settings.out / "validation_loss.png", "validation cross-entropy"
+    plots.curves(path, curves, title, "epoch", "cross-entropy (nats)")
     return {
-        "experiment": NAME,
+        "experiment": "activity",
         "class_names": data.class_names,
         "samples": {name: int(len(y)) for name, (_, y) in splits.items()},
         "steps": int(data.train_x.shape[1]),
         "channels": int(data.train_x.shape[2]),
-        "clip": config.clip,
+        "clip": settings.training.clip,
         "cells": results,
         "figures": ["validation_loss.png"]
-        + [f"confusion_{r['cell']}_{name}.png" for r in results for name in ("train", "test")],
+        + [f"confusion_{r['cell']}_{split}.png" for r in results for split in ("train", "test")],
         "checkpoints": [r["checkpoint"] for r in results],
     }
 
 
 def report(metrics: dict) -> str:
+    samples = metrics["samples"]
     lines = [
         "# Activity classification",
         "",
-        f"{metrics['samples']['train']} training, {metrics['samples']['validation']} "
-        f"validation and {metrics['samples']['test']} test series of {metrics['steps']} steps x "
-        f"{metrics['channels']} channels; classes: {', '.join(metrics['class_names'])}.",
+        f"{samples['train']} training, {samples['validation']} validation and "
+        f"{samples['test']} test series of {metrics['steps']} steps x {metrics['channels']} "
+        f"channels; classes: {', '.join(metrics['class_names'])}.",
         "",
         "![validation cross-entropy](validation_loss.png)",
         "",
@@ -201,9 +159,27 @@ def report(metrics: dict) -> str:
             f"{r['validation_loss_per_epoch'][-1]:.3f} | {seconds:.1f} |"
         )
     lines.append("")
-    for r in metrics["cells"]:
-        lines.append(
-            f"![{r['cell']} train](confusion_{r['cell']}_train.png) "
-            f"![{r['cell']} test](confusion_{r['cell']}_test.png)"
-        )
+    for cell in (r["cell"] for r in metrics["cells"]):
+        train, test = (f"![{cell} {s}](confusion_{cell}_{s}.png)" for s in ("train", "test"))
+        lines.append(f"{train} {test}")
     return "\n".join(lines) + "\n"
+
+
+def summary(metrics: dict) -> str:
+    parts = [
+        f"{r['cell'].upper()} test accuracy {r['test_accuracy']:.1%}" for r in metrics["cells"]
+    ]
+    return "activity " + ", ".join(parts) + f" ({metrics['seconds']:.0f} s)"
+
+
+# clip: vanilla RNNs explode without it on this task.
+EXPERIMENT = Experiment(
+    name="activity",
+    data_file="data3.h5",
+    description=__doc__,
+    options=Options,
+    training=TrainingConfig(epochs=50, batch_size=32, lr=0.1, momentum=0.85, clip=5.0),
+    run=run,
+    report=report,
+    summary=summary,
+)

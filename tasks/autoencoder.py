@@ -6,202 +6,141 @@ grid, and (unless ``--no-sweep``) one weight grid per hidden size x lambda.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 import tinygrad_ee as tg
+from data import DataError, default_patches, load_patches, preprocess_patches, quick_subset
 from models import SparseAutoencoder
-from tinygrad_ee import nn
 
 from . import plots
-from .checkpoint import save_model
-from .data import DataError, load_patches, preprocess_patches
-from .default_data import default_patches
-from .memory import check_fits
-from .options import non_negative, open_unit_interval, positive_int
-from .training import TrainingConfig, fingerprint, fit, quick_subset, rows, run_checkpoint
+from .experiment import Experiment, Settings, fingerprint, rows
+from .files import save_model
+from .options import non_negative, open_unit_interval, option, positive_int
+from .training import TrainingConfig
 
-NAME = "autoencoder"
 SWEEP_HIDDEN = (16, 49, 100)
 SWEEP_LAMBDA = (0.0, 2e-4, 1e-3)
-OPTIONS = ("hidden_size", "lam", "beta", "rho", "no_sweep", "sweep_epochs")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("autoencoder")
-    group.add_argument(
-        "--hidden-size", type=positive_int, default=64, help="hidden units L_hid (default: 64)"
-    )
-    group.add_argument(
-        "--lam", type=non_negative(float), default=5e-4, help="weight decay lambda (default: 5e-4)"
-    )
-    group.add_argument(
-        "--beta", type=non_negative(float), default=2.0, help="sparsity weight beta (default: 2)"
-    )
-    group.add_argument(
-        "--rho",
-        type=open_unit_interval,
-        default=0.025,
-        help="target activation rho (default: 0.025)",
-    )
-    group.add_argument(
-        "--no-sweep", action="store_true", help="skip the 3 x 3 hidden size x lambda sweep"
-    )
-    group.add_argument(
-        "--sweep-epochs",
-        type=positive_int,
-        help="epochs per sweep configuration (default: 25; with --quick: 2)",
+@dataclass
+class Options:
+    """The autoencoder's own options."""
+
+    hidden_size: int = option(64, "hidden units L_hid", parse=positive_int)
+    lam: float = option(5e-4, "weight decay lambda", parse=non_negative, in_dtype=True)
+    beta: float = option(2.0, "sparsity weight beta", parse=non_negative, in_dtype=True)
+    rho: float = option(0.025, "target activation rho", parse=open_unit_interval, in_dtype=True)
+    sweep: bool = option(True, "skip the 3 x 3 hidden size x lambda sweep", flag="--no-sweep")
+    sweep_epochs: int | None = option(
+        None, "epochs per sweep configuration (default: 25; with --quick: 2)", parse=positive_int
     )
 
 
-# SPEC.md's learning rate is 0.075; with the exact gradient of J it drives every hidden
-# unit to zero activation within the first epoch (the sparsity term's gradient at
-# rho_hat = 0.5 overshoots rho), in the hand-derived NumPy step as much as in the engine.
-# 0.01 trains to rho_hat ~ rho. See docs/results.md; pass --lr 0.075 for SPEC's value.
-DEFAULTS = {"epochs": 200, "batch_size": 32, "lr": 0.01, "momentum": 0.85, "clip": None}
+def _patches(settings: Settings) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB patches (N, 3, S, S), preprocessed ones (N, S*S)) of the run."""
+    data = settings.data
+    rgb = load_patches(data) if data else default_patches(seed=settings.seed)
+    if rgb.shape[2] != rgb.shape[3]:
+        shape = f"{rgb.shape[2]} x {rgb.shape[3]}"
+        raise DataError(
+            f"{data}: dataset 'data': the autoencoder needs square patches, got {shape}"
+        )
+    if settings.quick:
+        rgb = rgb[quick_subset(len(rgb), 2048, settings.seed)]
+    return rgb, preprocess_patches(rgb)
 
 
-def _train(x, hidden_size, lam, args, config, description, checkpoint):
-    nn.seed(args.seed, args.device)
-    model = SparseAutoencoder(x.shape[1], hidden_size, device=args.device, dtype=args.dtype)
-    history = fit(
+def _plot_patches(settings: Settings, rgb: np.ndarray, patches: np.ndarray) -> None:
+    """200 random patches (seeded), before and after preprocessing, 20 a row."""
+    shown = np.random.default_rng(settings.seed).choice(len(rgb), min(200, len(rgb)), False)
+    colour, rgb_range = rgb[shown].transpose(0, 2, 3, 1), (float(rgb.min()), float(rgb.max()))
+    grey = patches[shown].reshape(-1, rgb.shape[-1], rgb.shape[-1])  # values in [0.1, 0.9]
+    for name, images, when, scale in (
+        ("raw", colour, "before", rgb_range),
+        ("preprocessed", grey, "after", (0.0, 1.0)),
+    ):
+        path = settings.out / f"patches_{name}.png"
+        plots.image_grid(path, images, f"patches {when} preprocessing", 20, scale)
+
+
+def _train(settings: Settings, x: tg.Tensor, data: str, hidden: int, lam: float, run: str):
+    """A model of ``hidden`` units trained with weight decay ``lam`` on ``x`` (whose
+    fingerprint is ``data``): (model, history)."""
+    o = settings.options
+    model = settings.model(SparseAutoencoder, x.shape[1], hidden)
+    history = settings.fit(
         model,
-        lambda indices: model.loss(rows(x, indices), lam, args.beta, args.rho),
+        lambda indices: model.loss(rows(x, indices), lam, o.beta, o.rho),
         x.shape[0],
-        config,
-        np.random.default_rng(args.seed),
-        description,
-        checkpoint=checkpoint,
+        run,
+        run if run == "autoencoder" else f"sweep hidden={hidden} lambda={lam:g}",
+        experiment="autoencoder",
+        data=data,
+        hidden_size=hidden,
+        lam=lam,
+        beta=o.beta,
+        rho=o.rho,
     )
     return model, history
 
 
 def _unit_images(model: SparseAutoencoder) -> np.ndarray:
-    weights = model.first_layer_weights()  # (hidden, 256)
+    weights = model.first_layer_weights()  # (hidden, S*S)
     side = int(round(weights.shape[1] ** 0.5))
     return weights.reshape(-1, side, side)
 
 
-def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
+def _sweep(settings: Settings, x: tg.Tensor, data: str) -> list[dict]:
+    """The 3 x 3 sweep of hidden size and lambda: one weight grid each."""
+    sweep = replace(settings, training=replace(settings.training, epochs=_sweep_epochs(settings)))
+    results = []
+    for hidden in SWEEP_HIDDEN:
+        for lam in SWEEP_LAMBDA:
+            name = f"sweep_hidden{hidden}_lambda{lam:g}"
+            model, history = _train(sweep, x, data, hidden, lam, name)
+            title = f"hidden {hidden}, lambda {lam:g}"
+            plots.image_grid(settings.out / f"{name}.png", _unit_images(model), title)
+            loss, figure = history.train_loss[-1], f"{name}.png"
+            entry = {"hidden_size": hidden, "lambda": lam, "final_train_loss": loss}
+            results.append({**entry, "figure": figure})
+    return results
+
+
+def _sweep_epochs(settings: Settings) -> int:
+    return settings.options.sweep_epochs or (2 if settings.quick else 25)
+
+
+def run(settings: Settings) -> dict:
     """Train, evaluate and plot; returns the figures of metrics.json."""
-    rgb = load_patches(args.data) if args.data else default_patches(seed=args.seed)
-    if rgb.shape[2] != rgb.shape[3]:
-        raise DataError(
-            f"{args.data}: dataset 'data': the autoencoder needs square patches, "
-            f"got {rgb.shape[2]} x {rgb.shape[3]}"
-        )
-    if args.quick:
-        rgb = rgb[quick_subset(len(rgb), 2048, args.seed)]
-    patches = preprocess_patches(rgb)
+    o = settings.options
+    rgb, patches = _patches(settings)
     count, inputs = patches.shape
-    check_fits(
-        f"--hidden-size {args.hidden_size}",
-        parameters=2 * inputs * args.hidden_size + args.hidden_size + inputs,
-        activations=count * (inputs + args.hidden_size),  # the data, encoded whole at the end
-        dtype=args.dtype,
-        device=args.device,
-    )
-    rng = np.random.default_rng(args.seed)
-    shown = rng.choice(len(rgb), size=min(200, len(rgb)), replace=False)
-    side = rgb.shape[-1]
-    plots.image_grid(
-        out / "patches_raw.png",
-        rgb[shown].transpose(0, 2, 3, 1),
-        "patches before preprocessing",
-        20,
-        scale=(float(rgb.min()), float(rgb.max())),
-    )
-    plots.image_grid(
-        out / "patches_preprocessed.png",
-        patches[shown].reshape(-1, side, side),
-        "patches after preprocessing",
-        20,
-        scale=(0.0, 1.0),  # values lie in [0.1, 0.9]: show them as they are
-    )
-    x = tg.Tensor(patches, device=args.device, dtype=args.dtype)
-    data = fingerprint(patches)
-
-    def checkpoint(run, hidden_size, lam, run_config):
-        return run_checkpoint(
-            out,
-            args,
-            run_config,
-            run,
-            experiment=NAME,
-            data=data,
-            hidden_size=hidden_size,
-            lam=lam,
-            beta=args.beta,
-            rho=args.rho,
-        )
-
-    model, history = _train(
-        x,
-        args.hidden_size,
-        args.lam,
-        args,
-        config,
-        "autoencoder",
-        checkpoint("autoencoder", args.hidden_size, args.lam, config),
-    )
-    save_model(out / "autoencoder.npz", model)
-    plots.curves(
-        out / "loss.png", {"training loss J": history.train_loss}, "autoencoder loss", "epoch", "J"
-    )
-    plots.image_grid(
-        out / "weights.png",
-        _unit_images(model),
-        f"first-layer weights, {args.hidden_size} hidden units",
-    )
+    parameters = 2 * inputs * o.hidden_size + o.hidden_size + inputs
+    activations = count * (inputs + o.hidden_size)  # the data, encoded whole at the end
+    settings.check_fits(f"--hidden-size {o.hidden_size}", parameters, activations)
+    _plot_patches(settings, rgb, patches)
+    x, data = tg.Tensor(patches, device=settings.device, dtype=settings.dtype), fingerprint(patches)
+    model, history = _train(settings, x, data, o.hidden_size, o.lam, "autoencoder")
+    save_model(settings.out / "autoencoder.npz", model)
+    curve = {"training loss J": history.train_loss}
+    plots.curves(settings.out / "loss.png", curve, "autoencoder loss", "epoch", "J")
+    title = f"first-layer weights, {o.hidden_size} hidden units"
+    plots.image_grid(settings.out / "weights.png", _unit_images(model), title)
     with tg.no_grad():
-        final_loss = model.loss(x, args.lam, args.beta, args.rho).item()
-        mean_activation = model.encode(x).mean(axis=0).numpy()
-
-    sweep = []
-    args.sweep_epochs = args.sweep_epochs or (2 if args.quick else 25)  # recorded in metrics
-    if not args.no_sweep:
-        sweep_config = TrainingConfig(
-            epochs=args.sweep_epochs,
-            batch_size=config.batch_size,
-            lr=config.lr,
-            momentum=config.momentum,
-            clip=config.clip,
-            progress=config.progress,
-        )
-        for hidden in SWEEP_HIDDEN:
-            for lam in SWEEP_LAMBDA:
-                swept, swept_history = _train(
-                    x,
-                    hidden,
-                    lam,
-                    args,
-                    sweep_config,
-                    f"sweep hidden={hidden} lambda={lam:g}",
-                    checkpoint(f"sweep_hidden{hidden}_lambda{lam:g}", hidden, lam, sweep_config),
-                )
-                figure = f"sweep_hidden{hidden}_lambda{lam:g}.png"
-                plots.image_grid(
-                    out / figure, _unit_images(swept), f"hidden {hidden}, lambda {lam:g}"
-                )
-                sweep.append(
-                    {
-                        "hidden_size": hidden,
-                        "lambda": lam,
-                        "final_train_loss": swept_history.train_loss[-1],
-                        "figure": figure,
-                    }
-                )
-
+        final_loss = model.loss(x, o.lam, o.beta, o.rho).item()
+        mean_activation = float(model.encode(x).mean(axis=0).numpy().mean())
+    sweep = _sweep(settings, x, data) if o.sweep else []
     return {
-        "experiment": NAME,
-        "samples": int(x.shape[0]),
+        "experiment": "autoencoder",
+        "samples": count,
         "final_loss": final_loss,
         "train_loss_per_epoch": history.train_loss,
         "epoch_seconds": history.epoch_seconds,
-        "mean_hidden_activation": float(mean_activation.mean()),
+        "mean_hidden_activation": mean_activation,
         "sweep": sweep,
+        "sweep_epochs": _sweep_epochs(settings),
         "figures": ["patches_raw.png", "patches_preprocessed.png", "loss.png", "weights.png"]
         + [entry["figure"] for entry in sweep],
         "checkpoints": ["autoencoder.npz"],
@@ -209,7 +148,7 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
 
 
 def report(metrics: dict) -> str:
-    """The markdown section of report.md."""
+    """The markdown of report.md."""
     lines = [
         "# Sparse autoencoder",
         "",
@@ -224,16 +163,28 @@ def report(metrics: dict) -> str:
         "![weights](weights.png)",
     ]
     if metrics["sweep"]:
-        lines += [
-            "",
-            "## Sweep: hidden size x lambda",
-            "",
-            "| hidden | lambda | final training J | weights |",
-            "|---:|---:|---:|---|",
-        ]
-        for entry in metrics["sweep"]:
-            lines.append(
-                f"| {entry['hidden_size']} | {entry['lambda']:g} | "
-                f"{entry['final_train_loss']:.4f} | ![]({entry['figure']}) |"
-            )
+        lines += ["", "## Sweep: hidden size x lambda", ""]
+        lines += ["| hidden | lambda | final training J | weights |", "|---:|---:|---:|---|"]
+        for e in metrics["sweep"]:
+            loss = f"{e['final_train_loss']:.4f}"
+            lines.append(f"| {e['hidden_size']} | {e['lambda']:g} | {loss} | ![]({e['figure']}) |")
     return "\n".join(lines) + "\n"
+
+
+def summary(metrics: dict) -> str:
+    return f"autoencoder final loss J {metrics['final_loss']:.4f} ({metrics['seconds']:.0f} s)"
+
+
+# The original experiment's learning rate, 0.075, drives every hidden unit to zero
+# activation within an epoch with the exact gradient of J; 0.01 trains to rho_hat ~ rho
+# (docs/results.md). --lr 0.075 gives the original value.
+EXPERIMENT = Experiment(
+    name="autoencoder",
+    data_file="data1.h5",
+    description=__doc__,
+    options=Options,
+    training=TrainingConfig(epochs=200, batch_size=32, lr=0.01, momentum=0.85),
+    run=run,
+    report=report,
+    summary=summary,
+)

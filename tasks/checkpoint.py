@@ -1,386 +1,240 @@
-"""Checkpoints: plain arrays in .npz files, never pickles.
-
-Two kinds, both written atomically (:mod:`tasks.files`):
-
-- a *model file* (``autoencoder.npz``, ...): parameter name -> array, what
-  :func:`save_model` writes and :func:`load_model` reads;
-- a *training checkpoint* (``resume/<run>.npz``): everything needed to continue a
-  training run exactly where it stopped (see :func:`write_training_checkpoint`):
-
-  ==================  ==============================================================
-  ``meta``            a 0-d unicode array holding one JSON object (below)
-  ``model/<name>``    each parameter, as :meth:`Module.state_dict` gives it
-  ``optimizer/<key>`` the optimiser's :meth:`state_dict`: ``lr``, ``momentum``,
-                      ``velocity.<i>`` (the momentum buffers)
-  ==================  ==============================================================
-
-  ``meta``: ``format`` and ``version``; ``identity`` (what must match to resume:
-  experiment, run, model settings, dtype, seed, batch size, data fingerprint, ...);
-  ``settings`` (what may change on resume: epochs, lr, momentum, clip, device);
-  ``epoch`` (epochs completed), ``batch`` (batches of the next epoch already done: 0
-  unless stopped by Ctrl-C mid-epoch), ``loss_sum`` and ``seconds`` of those batches;
-  ``done``; ``history`` (per-epoch losses, early stopping); ``rng`` (the batch-order
-  generator's state at the start of the epoch after the ``epoch`` completed ones) and
-  ``backend_rng`` (the initialisers' generator).
-
-Every file is untrusted: it is read entry by entry with NumPy's ``.npy`` header
-parser; object (pickle) arrays are refused before any byte of them is decoded; each
-entry's size is checked against its header and against MAX_ENTRY_BYTES; and every
-problem -- no such file, another format (HDF5, text, a bare .npy), a truncated or
-corrupt archive, unexpected entries, wrong names, shapes or dtypes, a NaN or infinite
-parameter or momentum buffer, a value beyond the range of the run's dtype --
-raises :class:`CheckpointError` naming the file (and the entry). A refused checkpoint
-leaves the model and optimiser as they were.
+"""Training checkpoints, ``OUT/resume/<run>.npz`` (layout in docs/reliability.md): a
+`Checkpoint` saves a `tasks.training.TrainingRun` and continues it once the file is
+checked to be one, of this run, at a position it can reach; `prepare` checks an output
+folder's checkpoints before anything trains.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tinygrad_ee import nn, optim
-from tinygrad_ee.backend import dtype_name
+from .files import CheckpointError, check_values, read_arrays, write_npz
+from .training import History, TrainingRun, describe_position, note
 
-from .files import write_npz
-
-TRAINING_FORMAT = "tinygrad-ee training checkpoint"
-TRAINING_VERSION = 1
-# Entry dtypes a checkpoint may hold: booleans, integers, floats, and unicode (meta).
-ALLOWED_KINDS = "biufU"
-# The largest entry read: a crafted archive can declare (and inflate to) any size.
-MAX_ENTRY_BYTES = 8 * 2**30
+FOLDER = "resume"  # training checkpoints live in OUT/resume/<run>.npz
+FORMAT, VERSION = "tinygrad-ee training checkpoint", 1
+POSITION = ("epoch", "batch", "loss_sum", "seconds")  # where a TrainingRun stands
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, is not a checkpoint, or does not fit the model."""
-
-
-# --- reading .npz files safely -----------------------------------------------------------
-
-_SIGNATURES = {
-    b"PK\x03\x04": None,  # a zip archive: what an .npz file is
-    b"PK\x05\x06": None,  # an empty zip archive
-    b"\x89HDF\r\n\x1a\n": "an HDF5 file",
-    b"\x93NUMPY": "a single-array .npy file",
-    b"\x80": "a Python pickle",
-}
-
-
-def _file_kind(path: Path) -> str | None:
-    """None for a zip archive, else a description of what the file is instead."""
-    with open(path, "rb") as file:
-        start = file.read(8)
-    if not start:
-        return "an empty file"
-    for signature, kind in _SIGNATURES.items():
-        if start.startswith(signature):
-            return kind
-    if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in start):
-        return "a text file"
-    return "not a zip archive"
-
-
-def _read_entry(source: str, name: str, raw: bytes) -> np.ndarray:
-    """One ``.npy`` entry's bytes -> an array, refusing objects and checking its size."""
-    stream = io.BytesIO(raw)
-    try:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:
-            raise ValueError(f".npy format version {version} is not supported")
-    except (ValueError, SyntaxError, TypeError, OverflowError) as error:
-        raise CheckpointError(
-            f"{source}: entry {name!r} has no valid .npy header ({error})"
-        ) from None
-    if dtype.hasobject:
-        raise CheckpointError(
-            f"{source}: entry {name!r} holds Python objects (dtype {dtype}); "
-            "pickled data is never loaded"
-        )
-    if dtype.kind not in ALLOWED_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-        raise CheckpointError(f"{source}: entry {name!r} has unsupported dtype {dtype}")
-    count = math.prod(shape)
-    needed, available = count * dtype.itemsize, len(raw) - stream.tell()
-    if needed != available:
-        raise CheckpointError(
-            f"{source}: entry {name!r} should hold shape {tuple(shape)} {dtype} "
-            f"({needed} bytes) but holds {available} bytes (truncated or corrupt)"
-        )
-    array = np.frombuffer(raw, dtype=dtype, count=count, offset=stream.tell())
-    if fortran:
-        return array.reshape(shape[::-1]).transpose().copy()
-    return array.reshape(shape).copy()
-
-
-def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of an .npz file, after checking that it is one and holds no objects."""
-    path = Path(path)
-    source = str(path)
-    if not path.exists():
-        raise CheckpointError(f"{source}: no such checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"{source}: not a regular file")
-    try:
-        kind = _file_kind(path)
-    except OSError as error:
-        raise CheckpointError(f"{source}: cannot be read ({error.strerror or error})") from None
-    if kind is not None:
-        raise CheckpointError(f"{source}: not an .npz checkpoint: it is {kind}")
-    arrays: dict[str, np.ndarray] = {}
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                if not info.filename.endswith(".npy"):
-                    raise CheckpointError(
-                        f"{source}: entry {info.filename!r} is not a NumPy array (.npy)"
-                    )
-                name = info.filename[: -len(".npy")]
-                if name in arrays:
-                    raise CheckpointError(f"{source}: entry {name!r} appears twice")
-                if info.file_size > MAX_ENTRY_BYTES:
-                    raise CheckpointError(
-                        f"{source}: entry {name!r} is {info.file_size} bytes, more than the "
-                        f"{MAX_ENTRY_BYTES} this program reads"
-                    )
-                arrays[name] = _read_entry(source, name, archive.read(info))
-    except CheckpointError:
-        raise
-    except Exception as error:  # zipfile, zlib and OS errors of a truncated or corrupt file
-        raise CheckpointError(
-            f"{source}: not a readable .npz checkpoint (truncated or corrupt?): "
-            f"{type(error).__name__}: {error}"
-        ) from None
-    return arrays
-
-
-# --- model files -----------------------------------------------------------------------------
-
-
-def save_model(path: str | Path, model: nn.Module) -> None:
-    """Write the model's parameters (name -> array) atomically."""
-    write_npz(path, model.state_dict())
-
-
-def _check_values(source: str, arrays: Mapping[str, np.ndarray], dtype: Any = None) -> None:
-    """Every float entry must hold values that ``dtype`` (the run's; None: the entry's
-    own) holds as finite numbers: NaN and infinities are refused, and so is a value
-    beyond its range, such as 1e300 stored as float64 for a float32 run, which would
-    load as inf."""
-    for name, array in arrays.items():
-        if array.dtype.kind != "f":
-            continue
-        target = np.dtype(array.dtype if dtype is None else dtype_name(dtype))
-        with np.errstate(invalid="ignore"):
-            bad = ~(np.abs(array) <= np.finfo(target).max)  # NaN fails the comparison too
-        if not bad.any():
-            continue
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        value = float(array[index])
-        if not math.isfinite(value):
-            raise CheckpointError(
-                f"{source}: entry {name!r} holds a NaN or infinite value: {value} at index {index}"
-            )
-        raise CheckpointError(
-            f"{source}: entry {name!r} holds {value:g} at index {index}, beyond the range of "
-            f"the run's {target} (it would load as inf)"
-        )
-
-
-def load_model(path: str | Path, model: nn.Module) -> nn.Module:
-    """Load parameters into ``model`` from a model file or a training checkpoint.
-
-    Every name, shape, dtype and value is checked before any parameter is set: a
-    refused file leaves the model as it was.
-    """
-    arrays = read_arrays(path)
-    _check_values(str(path), arrays, model.parameters()[0].dtype)
-    if "meta" in arrays:
-        _, arrays, _ = _split_training_arrays(str(path), arrays)
-    try:
-        model.load_state_dict(arrays)
-    except ValueError as error:
-        raise CheckpointError(f"{path}: does not fit the model: {error}") from None
-    return model
-
-
-# --- training checkpoints ----------------------------------------------------------------
-
-
-def write_training_checkpoint(
-    path: str | Path,
-    meta: Mapping[str, Any],
-    model_state: Mapping[str, np.ndarray],
-    optimizer_state: Mapping[str, Any],
-) -> None:
-    """Write a training checkpoint atomically (layout: see the module docstring)."""
-    meta = {"format": TRAINING_FORMAT, "version": TRAINING_VERSION, **meta}
-    arrays = {"meta": np.array(json.dumps(meta, allow_nan=False))}
-    arrays.update({f"model/{name}": value for name, value in model_state.items()})
-    arrays.update({f"optimizer/{key}": np.asarray(value) for key, value in optimizer_state.items()})
-    write_npz(path, arrays)
-
-
-def _split_training_arrays(
-    source: str, arrays: dict[str, np.ndarray]
-) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    meta_array = arrays.get("meta")
-    if meta_array is None:
+def _split(path: Path, arrays: dict[str, np.ndarray]) -> tuple[dict, dict, dict]:
+    """A training checkpoint's arrays: (meta, model arrays, optimiser arrays)."""
+    if "meta" not in arrays:
         found = ", ".join(sorted(arrays)[:8]) or "nothing"
-        raise CheckpointError(
-            f"{source}: not a training checkpoint (no 'meta' entry; it holds: {found})"
-        )
-    if meta_array.dtype.kind != "U" or meta_array.shape != ():
-        raise CheckpointError(
-            f"{source}: entry 'meta' must be a JSON string, got {meta_array.dtype} "
-            f"of shape {meta_array.shape}"
-        )
+        raise CheckpointError(f"{path}: not a training checkpoint (no 'meta'; it holds: {found})")
     try:
-        meta = json.loads(str(meta_array))
+        meta = json.loads(str(arrays["meta"]))
     except (ValueError, RecursionError) as error:
-        raise CheckpointError(f"{source}: entry 'meta' is not valid JSON ({error})") from None
-    if not isinstance(meta, dict) or meta.get("format") != TRAINING_FORMAT:
-        raise CheckpointError(f"{source}: not a tinygrad-ee training checkpoint")
-    if meta.get("version") != TRAINING_VERSION:
-        raise CheckpointError(
-            f"{source}: training checkpoint version {meta.get('version')!r} is not supported "
-            f"(this program reads version {TRAINING_VERSION})"
-        )
-    model, optimizer = {}, {}
+        raise CheckpointError(f"{path}: entry 'meta' is not a JSON string ({error})") from None
+    if not isinstance(meta, dict) or (meta.get("format"), meta.get("version")) != (FORMAT, VERSION):
+        raise CheckpointError(f"{path}: not a tinygrad-ee training checkpoint of version {VERSION}")
+    parts: dict[str, dict] = {"model": {}, "optimizer": {}, "meta": {}}
     for name, array in arrays.items():
-        if name.startswith("model/"):
-            model[name[len("model/") :]] = array
-        elif name.startswith("optimizer/"):
-            optimizer[name[len("optimizer/") :]] = array
-        elif name != "meta":
-            raise CheckpointError(f"{source}: unexpected entry {name!r}")
-    return meta, model, optimizer
+        part, _, key = name.partition("/")
+        if part not in parts:
+            raise CheckpointError(f"{path}: unexpected entry {name!r}")
+        parts[part][key] = array
+    return meta, parts["model"], parts["optimizer"]
 
 
-# What meta must hold, checked before anything is restored: name -> (check, description).
-def _is_count(value: Any) -> bool:
+def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _is_number(value: Any) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
+def _number(value: Any) -> bool:
     try:
-        return math.isfinite(float(value))
-    except OverflowError:  # an integer too large for a float
+        return not isinstance(value, bool) and math.isfinite(value)
+    except (TypeError, OverflowError):  # not a number; an integer too large for a float
         return False
 
 
-def _is_numbers(value: Any) -> bool:
-    return isinstance(value, list) and all(_is_number(item) for item in value)
-
-
-_META_FIELDS = {
-    "identity": (lambda v: isinstance(v, dict), "an object"),
-    "settings": (lambda v: isinstance(v, dict), "an object"),
-    "epoch": (_is_count, "a non-negative integer"),
-    "batch": (_is_count, "a non-negative integer"),
-    "loss_sum": (_is_number, "a finite number"),
-    "seconds": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
-    "done": (lambda v: isinstance(v, bool), "true or false"),
-    "history": (lambda v: isinstance(v, dict), "an object"),
-    "rng": (lambda v: isinstance(v, dict), "a random generator state"),
-    "backend_rng": (lambda v: isinstance(v, dict), "a random generator state"),
+_OBJECT = (lambda value: isinstance(value, dict), "an object")
+_FLAG = (lambda value: isinstance(value, bool), "true or false")
+_NUMBERS = (lambda value: isinstance(value, list) and all(map(_number, value)), "numbers")
+_META = {  # what meta must hold: name -> (check, what it must be)
+    **dict.fromkeys(("identity", "settings", "history", "rng", "backend_rng"), _OBJECT),
+    **dict.fromkeys(("epoch", "batch"), (_count, "a non-negative integer")),
+    "loss_sum": (_number, "a finite number"),
+    "seconds": (lambda value: _number(value) and value >= 0, "a non-negative number"),
+    "done": _FLAG,
 }
-_HISTORY_FIELDS = {
-    "train_loss": (_is_numbers, "a list of numbers"),
-    "validation_loss": (_is_numbers, "a list of numbers"),
-    "epoch_seconds": (_is_numbers, "a list of numbers"),
-    "stopped_early": (lambda v: isinstance(v, bool), "true or false"),
-}
+_HISTORY = {**dict.fromkeys(("train_loss", "validation_loss", "epoch_seconds"), _NUMBERS)}
+_HISTORY["stopped_early"] = _FLAG
 
 
-def _check_fields(source: str, where: str, given: dict, fields: dict, exact: bool) -> None:
-    unexpected = sorted(set(given) - set(fields))
-    if exact and unexpected:
-        raise CheckpointError(f"{source}: {where} has unexpected keys {unexpected}")
-    for name, (check, description) in fields.items():
-        if name not in given:
-            raise CheckpointError(f"{source}: {where} lacks {name!r}")
-        if not check(given[name]):
-            raise CheckpointError(
-                f"{source}: {where} {name!r} must be {description}, got {given[name]!r:.80}"
-            )
-
-
-def _check_rng_state(source: str, name: str, state: dict) -> None:
-    try:
-        np.random.default_rng().bit_generator.state = state
-    except Exception as error:  # NumPy raises ValueError, TypeError, KeyError, OverflowError
+def _check_fields(path: Path, where: str, given: dict, fields: dict, exact: bool) -> None:
+    if exact and set(given) - set(fields):
         raise CheckpointError(
-            f"{source}: {name!r} is not a valid random generator state ({error})"
-        ) from None
-
-
-def read_training_checkpoint(
-    path: str | Path, dtype: Any = None
-) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(meta, model arrays, optimiser arrays) of a training checkpoint, all checked
-    except against a particular model (that is :func:`restore_training`'s job). Float
-    values must be finite in ``dtype``, the run's (None: in each entry's own dtype)."""
-    source = str(path)
-    arrays = read_arrays(path)
-    _check_values(source, arrays, dtype)
-    meta, model, optimizer = _split_training_arrays(source, arrays)
-    _check_fields(source, "meta", meta, _META_FIELDS, exact=False)
-    history = meta["history"]
-    _check_fields(source, "history", history, _HISTORY_FIELDS, exact=True)
-    epoch = meta["epoch"]
-    for name in ("train_loss", "epoch_seconds"):
-        if len(history[name]) != epoch:
-            raise CheckpointError(
-                f"{source}: history {name!r} has {len(history[name])} entries for {epoch} epochs"
-            )
-    if len(history["validation_loss"]) not in (0, epoch):
-        raise CheckpointError(
-            f"{source}: history 'validation_loss' has {len(history['validation_loss'])} "
-            f"entries for {epoch} epochs"
+            f"{path}: {where} has unexpected keys {sorted(set(given) - set(fields))}"
         )
-    if history["stopped_early"] and not meta["done"]:
-        raise CheckpointError(f"{source}: history 'stopped_early' is true but 'done' is false")
+    for name, (check, description) in fields.items():
+        if name not in given or not check(given[name]):
+            got = f"got {given[name]!r:.80}" if name in given else "it is missing"
+            raise CheckpointError(f"{path}: {where} {name!r} must be {description}, {got}")
+
+
+def read_training_checkpoint(path: str | Path, dtype: Any = None) -> tuple[dict, dict, dict]:
+    """(meta, model arrays, optimiser arrays) of a training checkpoint, checked (but not
+    against a model); its float values must be finite in ``dtype``."""
+    path = Path(path)
+    arrays = read_arrays(path)
+    check_values(path, arrays, dtype)
+    meta, model, optimizer = _split(path, arrays)
+    _check_fields(path, "meta", meta, _META, exact=False)
+    _check_fields(path, "history", meta["history"], _HISTORY, exact=True)
+    if meta["history"]["stopped_early"] and not meta["done"]:
+        raise CheckpointError(f"{path}: history 'stopped_early' is true but 'done' is false")
     for name in ("rng", "backend_rng"):
-        _check_rng_state(source, name, meta[name])
+        try:
+            np.random.default_rng().bit_generator.state = meta[name]
+        except Exception:  # ValueError, TypeError, KeyError, OverflowError
+            raise CheckpointError(f"{path}: {name!r} is not a random generator state") from None
     return meta, model, optimizer
 
 
-def identity_mismatches(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """'key: X in the checkpoint, Y now' for every key on which two identities differ."""
-    current = json.loads(json.dumps(current))  # tuples -> lists, as the checkpoint has them
-    return [
-        f"{key}: {saved.get(key, '(absent)')!r} in the checkpoint, "
-        f"{current.get(key, '(absent)')!r} now"
-        for key in sorted(set(saved) | set(current))
-        if saved.get(key, "(absent)") != current.get(key, "(absent)")
-    ]
+@dataclass
+class Checkpoint:
+    """Where a training run is saved, and what must match to continue it. ``identity``:
+    JSON-able settings that define the run (one that differs is refused, naming the
+    keys); ``device``: recorded, and may change on resume like epochs, lr, momentum and
+    clip; ``resume``: continue from ``path`` if it exists; ``saved``: where the run
+    stood when last saved or restored."""
+
+    path: Path
+    identity: dict[str, Any]
+    device: str = "cpu"
+    resume: bool = False
+    saved: str | None = None
+
+    def settings(self, run: TrainingRun) -> dict[str, Any]:
+        """What may change on resume."""
+        config = run.config
+        names = ("epochs", "lr", "momentum", "clip")
+        return {**{name: getattr(config, name) for name in names}, "device": self.device}
+
+    def save(self, run: TrainingRun, done: bool) -> None:
+        meta = {
+            **{"format": FORMAT, "version": VERSION, "identity": self.identity, "done": done},
+            **{name: getattr(run, name) for name in POSITION},
+            "settings": self.settings(run),
+            "history": asdict(run.history),
+            "rng": run.rng.bit_generator.state,
+            "backend_rng": run.model.parameters()[0].backend.rng_state(),
+        }
+        arrays = {"meta": np.array(json.dumps(meta, allow_nan=False))}
+        arrays.update({f"model/{k}": v for k, v in run.model.state_dict().items()})
+        arrays.update({f"optimizer/{k}": v for k, v in run.optimizer.state_dict().items()})
+        write_npz(self.path, arrays)
+        self.saved = describe_position(run.epoch, run.batch)
+
+    def restore(self, run: TrainingRun) -> None:
+        """Continue ``run`` from the checkpoint, if ``resume`` and it exists. One of
+        another run, or that does not fit, is refused and nothing changed."""
+        if not (self.resume and self.path.exists()):
+            return
+        dtype = run.model.parameters()[0].dtype
+        meta, model_arrays, optimizer_arrays = read_training_checkpoint(self.path, dtype)
+        self._check_fits(meta, run)
+        chosen = {name: getattr(run.optimizer, name) for name in run.optimizer.HYPERPARAMETERS}
+        model_before, optimizer_before = run.model.state_dict(), run.optimizer.state_dict()
+        try:
+            run.model.load_state_dict(model_arrays)
+            run.optimizer.load_state_dict(optimizer_arrays)
+        except ValueError as error:
+            run.model.load_state_dict(model_before)
+            run.optimizer.load_state_dict(optimizer_before)
+            raise CheckpointError(f"{self.path}: does not fit the model: {error}") from None
+        for name, value in chosen.items():  # the command's lr and momentum
+            setattr(run.optimizer, name, value)
+        run.rng.bit_generator.state = meta["rng"]
+        run.model.parameters()[0].backend.set_rng_state(meta["backend_rng"])
+        run.history = History(**meta["history"])
+        for name in POSITION:
+            setattr(run, name, meta[name])
+        self.saved = describe_position(run.epoch, run.batch)
+        changed = [
+            f"{key} {value} (was {meta['settings'].get(key)})"
+            for key, value in self.settings(run).items()
+            if meta["settings"].get(key) != value
+        ]
+        changes = f" with {', '.join(changed)}" if changed else ""
+        note(f"{run.description}: resuming from {self.path} ({self.saved}){changes}")
+
+    def _check_fits(self, meta: dict, run: TrainingRun) -> None:
+        """Refuse the checkpoint of another run, or of a position this run cannot reach."""
+        saved, now = meta["identity"], json.loads(json.dumps(self.identity))  # tuples: lists
+        differ = [
+            f"{key}: {saved.get(key, '(absent)')!r} in the checkpoint, "
+            f"{now.get(key, '(absent)')!r} now"
+            for key in sorted(set(saved) | set(now))
+            if saved.get(key, "(absent)") != now.get(key, "(absent)")
+        ]
+        if differ:
+            raise CheckpointError(
+                f"{self.path}: cannot resume: it belongs to a different run ({'; '.join(differ)})"
+                ". Resume with the same settings, or start afresh in another --out"
+            )
+        if meta["history"]["stopped_early"] and not run.early_stopping:
+            raise CheckpointError(
+                f"{self.path}: history 'stopped_early' is true, but this run has no early "
+                "stopping: the file was changed or belongs to another program"
+            )
+        if meta["batch"] >= run.batches_per_epoch:
+            raise CheckpointError(
+                f"{self.path}: stopped after batch {meta['batch']} of an epoch of "
+                f"{run.batches_per_epoch} batches"
+            )
+        if meta["batch"] and meta["epoch"] >= run.config.epochs:
+            needed = meta["epoch"] + 1  # part-way through an epoch: no shorter run ends there
+            raise CheckpointError(
+                f"{self.path}: stopped part-way through epoch {needed}, beyond --epochs "
+                f"{run.config.epochs}: resume with --epochs {needed} or more"
+            )
 
 
-def restore_training(
-    path: str | Path,
-    model_arrays: Mapping[str, np.ndarray],
-    optimizer_arrays: Mapping[str, np.ndarray],
-    model: nn.Module,
-    optimizer: optim.Optimizer,
-) -> None:
-    """Load parameters and optimiser state; on any problem, neither is changed."""
-    model_before, optimizer_before = model.state_dict(), optimizer.state_dict()
-    try:
-        model.load_state_dict(model_arrays)
-        optimizer.load_state_dict(optimizer_arrays)
-    except ValueError as error:
-        model.load_state_dict(model_before)
-        optimizer.load_state_dict(optimizer_before)
-        raise CheckpointError(f"{path}: does not fit the model: {error}") from None
+def prepare(out: Path, folders: Iterable[tuple[str, Path]], resume: bool, dtype: str) -> None:
+    """Before anything trains, for each (experiment, folder) in ``out``: refuse a
+    checkpoint folder leading outside ``out``, remove leftover temporary files, and read
+    every checkpoint. Without ``resume``, an unfinished run's is never overwritten
+    (finished runs' are removed); with it and none of this command's, say so."""
+    found, unfinished = [], []
+    for experiment, folder in folders:
+        folder = folder / FOLDER
+        if not folder.is_dir():
+            continue
+        if not folder.resolve().is_relative_to(out.resolve()):
+            raise CheckpointError(
+                f"{folder} leads to {folder.resolve()}, outside --out ({out.resolve()}): "
+                "nothing there is read, written or deleted. Replace the link by a folder, "
+                "or choose another --out"
+            )
+        for leftover in folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+        for path in sorted(folder.glob("*.npz")):
+            try:
+                meta, _, _ = read_training_checkpoint(path, dtype)
+            except CheckpointError as error:
+                raise CheckpointError(
+                    f"{error}. It cannot be resumed: remove it (or all of {folder}/, or "
+                    "choose another --out) to train that run afresh"
+                ) from None
+            found += [path] if meta["identity"].get("experiment") == experiment else []
+            if not meta["done"]:
+                unfinished.append(f"{path} ({describe_position(meta['epoch'], meta['batch'])})")
+    if resume and not found:
+        note(f"--resume: no training checkpoint of this command in {out}: starting afresh")
+    elif not resume and unfinished:
+        raise CheckpointError(
+            f"{out} holds the checkpoint of an unfinished run: {', '.join(unfinished)}. "
+            f"Continue it with --resume, or remove {out / FOLDER}/ (or choose another --out) "
+            "to start afresh"
+        )
+    elif not resume:
+        for path in found:
+            path.unlink()

@@ -9,35 +9,22 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
 import tinygrad_ee as tg
+from data import NgramData, default_ngrams, load_ngrams, quick_subset, require_rows
 from models import FourGramLanguageModel
-from tinygrad_ee import nn
 
 from . import plots
-from .checkpoint import save_model
-from .data import NGRAM_DATASETS, load_ngrams, require_rows
-from .default_data import default_ngrams
-from .memory import check_fits
-from .training import (
-    TrainingConfig,
-    cross_entropy_and_accuracy,
-    fingerprint,
-    fit,
-    in_batches,
-    quick_subset,
-    rows,
-    run_checkpoint,
-)
+from .experiment import Experiment, Settings, evaluate, fingerprint, rows
+from .files import save_model
+from .options import option
+from .training import TrainingConfig
 
-NAME = "language-model"
-OPTIONS = ("config", "no_early_stop")
 CONFIGURATIONS = ((32, 256), (16, 128), (8, 64))
-SHOWN_TRIGRAMS = 5  # test 4-grams whose predictions the report shows: the test split's minimum
-DEFAULTS = {"epochs": 50, "batch_size": 200, "lr": 0.15, "momentum": 0.85, "clip": None}
+SHOWN = 5  # test 4-grams whose predictions the report shows: the test split's minimum
 
 
 def _configuration(text: str) -> tuple[int, int]:
@@ -50,151 +37,133 @@ def _configuration(text: str) -> tuple[int, int]:
     return dim, hidden
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("language model")
-    group.add_argument(
-        "--config",
-        type=_configuration,
+@dataclass
+class Options:
+    """The language model's own options."""
+
+    configs: tuple[tuple[int, int], ...] = option(
+        CONFIGURATIONS,
+        "embedding size D and hidden size P; repeat for several (default: 32,256 16,128 8,64)",
+        parse=_configuration,
+        flag="--config",
         action="append",
         metavar="D,P",
-        help="embedding size D and hidden size P; repeat for several (default: 32,256 16,128 8,64)",
     )
-    group.add_argument(
-        "--no-early-stop",
-        action="store_true",
-        help="train every epoch (default: stop when the validation cross-entropy, once 2%% "
-        "below its first value, changes by < 0.5%% between epochs)",
+    early_stop: bool = option(
+        True,
+        "train every epoch (default: stop when the validation cross-entropy, once 2%% below "
+        "its first value, changes by < 0.5%% between epochs)",
+        flag="--no-early-stop",
     )
 
 
 def _converged(losses: list[float], tolerance: float = 0.005, left_plateau: float = 0.02) -> bool:
-    """SPEC.md's rule, a change of less than 0.5 % between epochs, applied only once the
-    loss has fallen 2 % below the first epoch's: from N(0, 0.01^2) weights the model
-    first sits for a few epochs on the unigram plateau, where the loss barely moves
-    (measured on the embedded data: 4.781, 4.783, 4.772, 4.750, then 4.588, ...; and
-    4.834, 4.808, 4.808 for D=32, P=256)."""
+    """The original rule, a change under 0.5 % between epochs, once the loss is 2 % below
+    the first epoch's: from N(0, 0.01^2) weights the model first sits on the unigram
+    plateau, where it barely moves (embedded data: 4.781, 4.783, 4.772, 4.750, 4.588)."""
     if len(losses) < 2 or min(losses) > (1 - left_plateau) * losses[0]:
         return False
     return abs(losses[-1] - losses[-2]) / losses[-2] < tolerance
 
 
-def _cross_entropy_and_accuracy(model, context, targets) -> tuple[float, float]:
-    log_probs = in_batches(lambda idx: model.log_probs(rows(context, idx)), context.shape[0])
-    return cross_entropy_and_accuracy(log_probs, targets.numpy())
-
-
-def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
-    data = load_ngrams(args.data) if args.data else default_ngrams()
-    require_rows(
-        args.data,
-        NGRAM_DATASETS["test"][0],
-        len(data.test_target),
-        SHOWN_TRIGRAMS,
-        f"the report needs (it shows predictions for {SHOWN_TRIGRAMS} test 4-grams)",
-    )
-    if args.quick:
-        keep = quick_subset(len(data.train_target), 4000, args.seed)
+def _data(settings: Settings) -> NgramData:
+    data = load_ngrams(settings.data) if settings.data else default_ngrams()
+    why = f"the report needs (it shows predictions for {SHOWN} test 4-grams)"
+    require_rows(settings.data, "testx", len(data.test_target), SHOWN, why)
+    if settings.quick:
+        keep = quick_subset(len(data.train_target), 4000, settings.seed)
         data.train_context, data.train_target = data.train_context[keep], data.train_target[keep]
-    device, dtype = args.device, args.dtype
+    return data
+
+
+def _check_sizes(settings: Settings, data: NgramData) -> None:
+    vocabulary, batch = len(data.words), min(settings.training.batch_size, len(data.train_target))
+    evaluation = min(1000, max(len(data.val_target), len(data.test_target)))
+    logit_rows = max(batch, evaluation)  # of a batch's logits (rows, V), or an evaluation's
+    for dim, hidden in settings.options.configs:
+        # embedding (V, D), hidden layer (3D, P) and bias, output layer (P, V) and bias
+        parameters = vocabulary * (dim + hidden + 1) + 3 * dim * hidden + hidden
+        activations = logit_rows * (hidden + vocabulary)
+        settings.check_fits(f"--config {dim},{hidden}", parameters, activations)
+
+
+def _train(settings: Settings, data: NgramData, tensors: dict, dim: int, hidden: int):
+    """One configuration, trained: (model, history)."""
+    model = settings.model(FourGramLanguageModel, len(data.words), dim, hidden)
+    context, target = tensors["train"]
+
+    def after_epoch(epoch, history):
+        loss, _, _ = evaluate(model.log_probs, tensors["val"][0], data.val_target)
+        history.validation_loss.append(loss)
+        return _converged(history.validation_loss)
+
+    trained_on = (data.train_context, data.train_target, data.val_context, data.val_target)
+    history = settings.fit(
+        model,
+        lambda idx: model.loss(rows(context, idx), rows(target, idx)),
+        len(data.train_target),
+        f"language_model_D{dim}_P{hidden}",
+        f"language model D={dim}, P={hidden}",
+        after_epoch,
+        experiment="language-model",
+        data=fingerprint(*trained_on),
+        embedding_dim=dim,
+        hidden_size=hidden,
+        early_stop=settings.options.early_stop,
+    )
+    return model, history
+
+
+def _predictions(model, data: NgramData, shown: np.ndarray, device: str) -> list[dict]:
+    """The 10 most probable next words of the test 4-grams ``shown``."""
+    words, probabilities = model.top_k(tg.Tensor(data.test_context[shown], device=device), 10)
+    return [
+        {
+            "context": [data.words[i] for i in data.test_context[row]],
+            "actual": data.words[data.test_target[row]],
+            "top10": [[data.words[w], float(p)] for w, p in zip(top, chances)],
+        }
+        for row, top, chances in zip(shown, words, probabilities)
+    ]
+
+
+def run(settings: Settings) -> dict:
+    """Train, evaluate and plot; returns the figures of metrics.json."""
+    data = _data(settings)
+    _check_sizes(settings, data)
     tensors = {
-        split: (
-            tg.Tensor(getattr(data, f"{split}_context"), device=device),
-            tg.Tensor(getattr(data, f"{split}_target"), device=device),
-        )
+        split: tuple(tg.Tensor(part, device=settings.device) for part in data.split(split))
         for split in ("train", "val", "test")
     }
-    train_context, train_target = tensors["train"]
-    trained_on = fingerprint(
-        data.train_context, data.train_target, data.val_context, data.val_target
-    )
-    vocabulary = len(data.words)
-    logit_rows = max(  # of the logits (rows, V) of a training batch, or of an evaluation one
-        min(config.batch_size, len(data.train_target)),
-        min(1000, max(len(data.val_target), len(data.test_target))),
-    )
-    for dim, hidden in args.config or CONFIGURATIONS:
-        check_fits(
-            f"--config {dim},{hidden}",
-            # embedding (V, D), hidden layer (3D, P) and bias, output layer (P, V) and bias
-            parameters=vocabulary * (dim + hidden + 1) + 3 * dim * hidden + hidden,
-            activations=logit_rows * (hidden + vocabulary),
-            dtype=dtype,
-            device=device,
-        )
-    shown = np.random.default_rng(args.seed).choice(
-        len(data.test_target), size=SHOWN_TRIGRAMS, replace=False
-    )
+    shown = np.random.default_rng(settings.seed).choice(len(data.test_target), SHOWN, False)
     results = []
-    for dim, hidden in args.config or CONFIGURATIONS:
-        label = f"D={dim}, P={hidden}"
-        nn.seed(args.seed, device)
-        model = FourGramLanguageModel(len(data.words), dim, hidden, device=device, dtype=dtype)
-
-        def after_epoch(epoch, history, model=model):
-            loss, _ = _cross_entropy_and_accuracy(model, *tensors["val"])
-            history.validation_loss.append(loss)
-            return _converged(history.validation_loss)
-
-        history = fit(
-            model,
-            lambda idx, model=model: model.loss(rows(train_context, idx), rows(train_target, idx)),
-            len(data.train_target),
-            config,
-            np.random.default_rng(args.seed),
-            f"language model {label}",
-            after_epoch,
-            run_checkpoint(
-                out,
-                args,
-                config,
-                f"language_model_D{dim}_P{hidden}",
-                experiment=NAME,
-                data=trained_on,
-                embedding_dim=dim,
-                hidden_size=hidden,
-                early_stop=not args.no_early_stop,
-            ),
-            early_stopping=not args.no_early_stop,
-        )
+    for dim, hidden in settings.options.configs:
+        model, history = _train(settings, data, tensors, dim, hidden)
         checkpoint = f"language_model_D{dim}_P{hidden}.npz"
-        save_model(out / checkpoint, model)
-        test_loss, test_accuracy = _cross_entropy_and_accuracy(model, *tensors["test"])
-        top_words, top_probabilities = model.top_k(
-            tg.Tensor(data.test_context[shown], device=device), 10
-        )
+        save_model(settings.out / checkpoint, model)
+        loss, accuracy, _ = evaluate(model.log_probs, tensors["test"][0], data.test_target)
         results.append(
             {
                 "embedding_dim": dim,
                 "hidden_size": hidden,
-                "label": label,
+                "label": f"D={dim}, P={hidden}",
                 "validation_loss_per_epoch": history.validation_loss,
                 "train_loss_per_epoch": history.train_loss,
                 "epochs_run": len(history.train_loss),
                 "stopped_early": history.stopped_early,
                 "epoch_seconds": history.epoch_seconds,
-                "test_cross_entropy": test_loss,
-                "test_accuracy": test_accuracy,
-                "test_perplexity": math.exp(test_loss) if test_loss < 700 else math.inf,
+                "test_cross_entropy": loss,
+                "test_accuracy": accuracy,
+                "test_perplexity": math.exp(loss) if loss < 700 else math.inf,
                 "checkpoint": checkpoint,
-                "predictions": [
-                    {
-                        "context": [data.words[i] for i in data.test_context[row]],
-                        "actual": data.words[data.test_target[row]],
-                        "top10": [[data.words[w], float(p)] for w, p in zip(words, probabilities)],
-                    }
-                    for row, words, probabilities in zip(shown, top_words, top_probabilities)
-                ],
+                "predictions": _predictions(model, data, shown, settings.device),
             }
         )
-    plots.curves(
-        out / "validation_loss.png",
-        {r["label"]: r["validation_loss_per_epoch"] for r in results},
-        "validation cross-entropy",
-        "epoch",
-        "cross-entropy (nats)",
-    )
+    curves = {r["label"]: r["validation_loss_per_epoch"] for r in results}
+    path, title = settings.out / "validation_loss.png", "validation cross-entropy"
+    plots.curves(path, curves, title, "epoch", "cross-entropy (nats)")
     return {
-        "experiment": NAME,
+        "experiment": "language-model",
         "vocabulary": len(data.words),
         "samples": {split: int(t[1].shape[0]) for split, t in tensors.items()},
         "configurations": results,
@@ -204,12 +173,11 @@ def run(args: argparse.Namespace, config: TrainingConfig, out: Path) -> dict:
 
 
 def report(metrics: dict) -> str:
+    samples = ", ".join(f"{split} {n}" for split, n in metrics["samples"].items())
     lines = [
         "# 4-gram language model",
         "",
-        f"Vocabulary {metrics['vocabulary']} words; 4-grams: "
-        + ", ".join(f"{split} {n}" for split, n in metrics["samples"].items())
-        + ".",
+        f"Vocabulary {metrics['vocabulary']} words; 4-grams: {samples}.",
         "",
         "![validation cross-entropy](validation_loss.png)",
         "",
@@ -230,3 +198,23 @@ def report(metrics: dict) -> str:
             lines.append(f"- *{' '.join(p['context'])}* → (actual: {p['actual']}) {guesses}")
         lines.append("")
     return "\n".join(lines)
+
+
+def summary(metrics: dict) -> str:
+    parts = [
+        f"{r['label']}: test CE {r['test_cross_entropy']:.3f}, accuracy {r['test_accuracy']:.1%}"
+        for r in metrics["configurations"]
+    ]
+    return "language model " + "; ".join(parts) + f" ({metrics['seconds']:.0f} s)"
+
+
+EXPERIMENT = Experiment(
+    name="language-model",
+    data_file="data2.h5",
+    description=__doc__,
+    options=Options,
+    training=TrainingConfig(epochs=50, batch_size=200, lr=0.15, momentum=0.85),
+    run=run,
+    report=report,
+    summary=summary,
+)

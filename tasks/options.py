@@ -1,76 +1,54 @@
-"""Argument types for the command line: numbers that must be in range, checked by argparse
-so that a bad value is a one-line usage error, not a traceback later."""
+"""Typed settings that are also command-line options: dataclass fields made with
+`option` carry their help and parser (an argparse type that checks the range, so a bad
+value is a one-line usage error); `add_arguments` makes their arguments, and `given`
+picks what the command line set, for ``dataclasses.replace(defaults, **given(...))``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from dataclasses import MISSING, field, fields
+from typing import Any
 
 import numpy as np
 
 MAX_SEED = 2**64 - 1
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def option(default: Any = MISSING, help: str = "", parse=None, flag=None, in_dtype=False, **more):
+    """A field and its option ``--name`` (or ``flag``), parsed by ``parse``; a bool field
+    is a switch (a ``flag`` such as "--no-sweep" turns a True default off). ``in_dtype``:
+    a number the run's dtype must hold. ``more``: argparse's choices, metavar, action."""
+    metadata = {"help": help, "parse": parse, "flag": flag, "in_dtype": in_dtype, "more": more}
+    return field(default=default, metadata=metadata)
 
 
-def non_negative(kind: type) -> Callable[[str], float]:
-    """An argparse type: a finite number of ``kind`` that is not negative."""
-
-    def parse(text: str):
-        value = kind(text)
-        if not (value >= 0 and math.isfinite(value)):  # nan fails both comparisons
-            raise argparse.ArgumentTypeError(f"must be finite and not negative, got {text}")
-        return value
-
-    parse.__name__ = f"non-negative {kind.__name__}"
-    return parse
-
-
-def positive(kind: type) -> Callable[[str], float]:
-    """An argparse type: a finite number of ``kind`` greater than 0 (a learning rate)."""
-
-    def parse(text: str):
-        value = kind(text)
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"must be finite and positive, got {text}")
-        return value
-
-    parse.__name__ = f"positive {kind.__name__}"
-    return parse
+def add_arguments(parser, settings, shared: bool = False) -> None:
+    """An argument per field of ``settings`` (a dataclass, or an instance holding the
+    defaults to show; ``shared``: each experiment has its own). Options not given are
+    not stored (see `given`)."""
+    for item in fields(settings):
+        meta, default = item.metadata, getattr(settings, item.name, None)
+        more, help = {"dest": item.name, "default": argparse.SUPPRESS, **meta["more"]}, meta["help"]
+        if item.type == "bool":  # a switch
+            more["action"] = "store_false" if default else "store_true"
+        else:
+            more["type"] = meta["parse"]
+            shown = f"{default:g}" if isinstance(default, float) else default
+            shown = "the experiment's" if shared else "none" if default is None else shown
+            help += "" if "(default:" in help else f" (default: {shown})"
+        parser.add_argument(meta["flag"] or "--" + item.name.replace("_", "-"), help=help, **more)
 
 
-def momentum(text: str) -> float:
-    """An argparse type: a momentum coefficient in [0, 1)."""
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
-    return value
+def given(args: argparse.Namespace, settings: type) -> dict[str, Any]:
+    """The fields of the dataclass ``settings`` that the command line gave."""
+    return {item.name: getattr(args, item.name) for item in fields(settings) if item.name in args}
 
 
-def open_unit_interval(text: str) -> float:
-    """An argparse type: a number strictly between 0 and 1 (a rate such as rho)."""
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
-    return value
-
-
-def seed(text: str) -> int:
-    """An argparse type: a random seed, an integer from 0 to MAX_SEED."""
-    value = int(text)
-    if not 0 <= value <= MAX_SEED:
-        shown = text if len(text) <= 30 else f"{text[:20]}... ({len(text)} characters)"
-        raise argparse.ArgumentTypeError(
-            f"must be an integer from 0 to 2**64 - 1 = {MAX_SEED}, got {shown}"
-        )
-    return value
+def dtype_options(settings: type) -> list[str]:
+    """The fields of ``settings`` holding numbers that the run's dtype must hold."""
+    return [item.name for item in fields(settings) if item.metadata.get("in_dtype")]
 
 
 def dtype_problem(value: float, dtype: str) -> str | None:
@@ -84,3 +62,34 @@ def dtype_problem(value: float, dtype: str) -> str | None:
     if not np.isfinite(held):
         return f"overflows to inf in {dtype}, whose largest value is {limits.max:g}"
     return None
+
+
+def _checked(convert, accept, expected: str):
+    """An argparse type: ``convert(text)``, which must ``accept`` (NaN never does)."""
+
+    def parse(text: str):
+        value = convert(text)
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{expected}, got {text}")
+        return value
+
+    parse.__name__ = convert.__name__  # argparse names it in "invalid float value"
+    return parse
+
+
+positive_int = _checked(int, lambda v: v >= 1, "must be at least 1")
+positive = _checked(float, lambda v: 0 < v < math.inf, "must be finite and positive")
+non_negative = _checked(float, lambda v: 0 <= v < math.inf, "must be finite and not negative")
+below_one = _checked(float, lambda v: 0 <= v < 1, "must lie in [0, 1)")
+open_unit_interval = _checked(float, lambda v: 0 < v < 1, "must lie strictly between 0 and 1")
+
+
+def seed(text: str) -> int:
+    """An argparse type: a random seed, an integer from 0 to MAX_SEED."""
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        shown = text if len(text) <= 30 else f"{text[:20]}... ({len(text)} characters)"
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 0 to 2**64 - 1 = {MAX_SEED}, got {shown}"
+        )
+    return value

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import tinygrad_ee as tg
 from benchmarks import scaling, timing
 from benchmarks.timing import Plan, measure, no_sync, synchronizer
 
@@ -110,10 +111,12 @@ class _FakeCupy:
 
 @pytest.fixture
 def fake_cupy(monkeypatch):
+    """CuPy faked, and the engine's backend of cuda:3, which synchronises its device."""
     cupy = _FakeCupy()
     monkeypatch.setitem(sys.modules, "cupy", cupy)
-    monkeypatch.setattr(timing, "cuda_index", lambda device: 3)
     monkeypatch.setattr(scaling, "cuda_index", lambda device: 3)
+    backend = SimpleNamespace(synchronize=cupy.cuda.Device(3).synchronize)
+    monkeypatch.setattr(tg, "get_backend", lambda device: backend)
     return cupy
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import resource
 import subprocess
@@ -15,12 +16,10 @@ from conftest import CUDA_MISSING
 from tasks_cli import ROOT, run_cli
 
 import tinygrad_ee as tg
+from data import default_activity, default_ngrams, default_patches, preprocess_patches, quick_subset
 from models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
-from tasks.checkpoint import load_model
-from tasks.data import preprocess_patches
-from tasks.default_data import default_activity, default_ngrams, default_patches
+from tasks.files import load_model
 from tasks.options import MAX_SEED
-from tasks.training import quick_subset
 
 COMMON_KEYS = {
     "experiment",
@@ -200,7 +199,7 @@ def test_batches_cover_every_sample_once_per_epoch():
 
 
 def test_data_export_writes_the_three_layouts_the_loaders_read(tmp_path):
-    from tasks.data import load_activity, load_ngrams, load_patches
+    from data import load_activity, load_ngrams, load_patches
 
     completed = run_cli("data", "export", "--out", str(tmp_path))
     assert completed.returncode == 0, completed.stderr[-2000:]
@@ -364,7 +363,8 @@ def test_running_out_of_memory_beyond_the_estimate_is_a_one_line_error(
     def allocate(*args):
         raise MemoryError("Unable to allocate 1.86 TiB for an array with shape (10**6, 5 * 10**5)")
 
-    monkeypatch.setattr(autoencoder, "run", allocate)
+    experiment = dataclasses.replace(autoencoder.EXPERIMENT, run=allocate)
+    monkeypatch.setitem(cli.EXPERIMENTS, "autoencoder", experiment)
     assert cli.main(["autoencoder", "--out", str(tmp_path / "out")]) == 2
     assert "error: not enough memory: Unable to allocate 1.86 TiB" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -1,4 +1,4 @@
-"""Data layer: loaders and their validation, preprocessing, default data sets and export."""
+"""The data: loaders and their validation, preprocessing, the embedded data and its export."""
 
 import math
 import re
@@ -7,23 +7,19 @@ import h5py
 import numpy as np
 import pytest
 
-from tasks import default_data
-from tasks.data import (
-    DataError,
-    load_activity,
-    load_ngrams,
-    load_patches,
-    preprocess_patches,
-    split_validation,
-)
-from tasks.default_data import (
+from data import embedded
+from data.checks import DataError
+from data.embedded import (
     ACTIVITY_CLASSES,
-    build_ngrams_from_python_docs,
+    SHIPPED_NGRAMS,
     default_activity,
     default_ngrams,
     default_patches,
-    export_defaults,
 )
+from data.layouts import load_activity, load_ngrams, load_patches
+from data.ngrams import build_ngrams_from_python_docs
+from data.preprocessing import preprocess_patches, split_validation
+from tasks.files import export_defaults
 
 SMALL = dict(patch_count=64, activity_train=60, activity_test=12, activity_steps=40)
 
@@ -104,7 +100,7 @@ def test_export_replaces_files_atomically_and_a_failed_write_leaves_the_old_file
     export_defaults(tmp_path, **SMALL)  # overwriting works
     before = (tmp_path / "data1.h5").read_bytes()
     unwritable = np.array([object()] * 4)  # h5py cannot store Python objects
-    monkeypatch.setattr(default_data, "default_patches", lambda count, seed: unwritable)
+    monkeypatch.setattr(embedded, "default_patches", lambda count, seed: unwritable)
     with pytest.raises(TypeError):
         export_defaults(tmp_path, **SMALL)
     assert (tmp_path / "data1.h5").read_bytes() == before
@@ -340,7 +336,7 @@ def test_shipped_ngrams_have_tens_of_thousands_of_training_4grams_over_250_words
 
 
 def test_shipped_ngram_file_is_small_and_loads_without_pickles():
-    path = default_data._shipped_ngrams_path()
+    path = SHIPPED_NGRAMS
     assert path.stat().st_size < 3_000_000
     with np.load(path, allow_pickle=False) as archive:
         assert archive["words"].dtype.kind == "S"

@@ -141,7 +141,7 @@ def test_autoencoder_matches_closed_form_gradient():
 
 # --- recurrent cells against plain NumPy -------------------------------------------------
 def numpy_last_hidden(cell: str, wx, wh, b, x):
-    """A plain NumPy forward of SPEC.md's cells: x (B, T, C) -> h_T (B, H)."""
+    """A plain NumPy forward of the cells of docs/experiments.md: x (B, T, C) -> h_T (B, H)."""
     batch, steps, _ = x.shape
     hidden = wh.shape[0]
     h = np.zeros((batch, hidden))

@@ -4,6 +4,7 @@ else -- and a refused checkpoint changes nothing."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
@@ -19,17 +20,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinygrad_ee as tg
+from data import DataError, load_activity, load_ngrams, load_patches
 from models import SparseAutoencoder
 from tasks import files
-from tasks.checkpoint import (
-    CheckpointError,
-    load_model,
-    read_arrays,
-    read_training_checkpoint,
-    save_model,
-)
-from tasks.data import DataError, load_activity, load_ngrams, load_patches
-from tasks.training import Checkpoint, TrainingConfig, TrainingDiverged, fit, rows
+from tasks.checkpoint import Checkpoint, read_training_checkpoint
+from tasks.experiment import rows
+from tasks.files import CheckpointError, load_model, read_arrays, save_model
+from tasks.training import TrainingConfig, TrainingDiverged, fit
 from tinygrad_ee import nn
 
 FEW = settings(
@@ -463,6 +460,22 @@ def test_a_pickled_object_in_a_checkpoint_is_refused_without_running_it(tmp_path
     with np.load(path, allow_pickle=True) as archive:
         archive["encoder.weight"]
     assert marker.exists()
+
+
+@pytest.mark.parametrize("declared", [2 * 10**8, 10**13], ids=["1.6 GB", "80 TB"])
+def test_an_entry_declaring_more_than_it_holds_is_refused(tmp_path, declared):
+    # 64 bytes of data under a header declaring `declared` float64 values: read as far as
+    # the data goes (80 TB cannot even be reserved), never a MemoryError or a model.
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (declared,)}
+    )
+    path = tmp_path / "liar.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("encoder.weight.npy", header.getvalue() + bytes(64))
+    for reader in (read_arrays, read_training_checkpoint, lambda p: load_model(p, small_model())):
+        with pytest.raises(CheckpointError, match="liar.npz"):
+            reader(path)
 
 
 def test_a_refused_resume_changes_nothing(tmp_path):

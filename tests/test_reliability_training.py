@@ -19,8 +19,8 @@ import pytest
 from tasks_cli import run_cli, start_cli
 
 from tasks.__main__ import build_parser, main
-from tasks.checkpoint import read_arrays, read_training_checkpoint
-from tasks.training import KILL_AT_VARIABLE, KILL_SIGNAL_VARIABLE
+from tasks.checkpoint import read_training_checkpoint
+from tasks.files import read_arrays
 
 # 288 training series in batches of 32: 9 batches per epoch, 3 epochs, about a second.
 ACTIVITY = [
@@ -40,8 +40,35 @@ BATCHES = 9
 AUTOENCODER = ["autoencoder", "--quick", "--no-sweep", "--no-progress"]
 
 
-def killed_at(point: str, signal_name: str = "KILL") -> dict:
-    return {KILL_AT_VARIABLE: point, KILL_SIGNAL_VARIABLE: signal_name}
+def killed_at(point: str, signal_name: str = "KILL") -> tuple[str, ...]:
+    """A ``program`` for run_cli: ``python -m tasks`` that sends itself SIG<signal_name> at
+    "[RUN:]EPOCH:BATCH": once batch BATCH of epoch EPOCH (both from 1) of the training
+    run described as RUN (any run if left out) is trained; BATCH 0: as epoch EPOCH
+    starts, right after the previous epoch's checkpoint. The hook wraps the methods by
+    which the training loop reports its progress."""
+    *run, epoch, batch = point.split(":")
+    code = f"""
+import os, runpy, signal
+from tasks.training import Progress
+
+def stop_at(progress, epoch, batch):
+    if {run!r} in ([], [progress.description]) and (epoch, batch) == ({epoch}, {batch}):
+        os.kill(os.getpid(), signal.SIG{signal_name})
+
+start_epoch, trained = Progress.start_epoch, Progress.batch
+
+def started(progress, epoch, first, total):
+    start_epoch(progress, epoch, first, total)
+    stop_at(progress, epoch, first)
+
+def batch(progress, epoch, number, loss):
+    trained(progress, epoch, number, loss)
+    stop_at(progress, epoch, number)
+
+Progress.start_epoch, Progress.batch = started, batch
+runpy.run_module("tasks", run_name="__main__", alter_sys=True)
+"""
+    return ("-c", code)
 
 
 def final_model(out: Path, name: str) -> dict[str, np.ndarray]:
@@ -85,7 +112,7 @@ KILL_POINTS = ["2:0", "3:9", "1:5", f"{_rng.randint(2, 3)}:{_rng.randint(1, BATC
 
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_sigkill_then_resume_ends_with_identical_parameters(tmp_path, baseline, point):
-    killed = run_cli(*ACTIVITY, "--out", str(tmp_path), env=killed_at(point))
+    killed = run_cli(*ACTIVITY, "--out", str(tmp_path), program=killed_at(point))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not (tmp_path / "activity_rnn.npz").exists()
     leftover = tmp_path / "resume" / ".activity_rnn.npz.x1y2.tmp"  # a write killed mid-way
@@ -114,7 +141,7 @@ def test_resume_skips_finished_runs_and_restores_early_stopping(tmp_path):
     uninterrupted = tmp_path / "uninterrupted"
     assert run_cli(*command, "--out", str(uninterrupted)).returncode == 0
     out = tmp_path / "out"
-    killed = run_cli(*command, "--out", str(out), env=killed_at("language_model_D4_P8:4:0"))
+    killed = run_cli(*command, "--out", str(out), program=killed_at("language model D=4, P=8:4:0"))
     assert killed.returncode == -signal.SIGKILL
     assert sorted(p.name for p in (out / "resume").glob("*.npz")) == [
         "language_model_D4_P8.npz",
@@ -147,7 +174,7 @@ def test_all_resumes_each_experiment_in_its_own_folder(tmp_path):
         "--out",
         str(tmp_path),
     ]
-    killed = run_cli(*command, env=killed_at("language_model_D8_P16:2:3"))
+    killed = run_cli(*command, program=killed_at("language model D=8, P=16:2:3"))
     assert killed.returncode == -signal.SIGKILL
     resumed = run_cli(*command, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -163,7 +190,7 @@ def test_all_resumes_each_experiment_in_its_own_folder(tmp_path):
 
 
 def test_ctrl_c_mid_epoch_saves_exits_130_and_resumes_bit_for_bit(tmp_path, baseline):
-    stopped = run_cli(*ACTIVITY, "--out", str(tmp_path), env=killed_at("2:4", "INT"))
+    stopped = run_cli(*ACTIVITY, "--out", str(tmp_path), program=killed_at("2:4", "INT"))
     assert stopped.returncode == 130
     stderr = clean(stopped)
     checkpoint = tmp_path / "resume" / "activity_rnn.npz"

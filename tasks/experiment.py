@@ -1,0 +1,174 @@
+"""What an experiment is (`Experiment`), the typed settings of one run (`Settings`,
+built once by the command line: nothing below it sees argparse), and what experiments
+share: seeding, checkpoint identity, the memory bound, evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import tinygrad_ee as tg
+from tinygrad_ee import nn
+
+from .checkpoint import FOLDER, Checkpoint
+from .options import option, positive_int, seed
+from .training import TrainingConfig, fit
+
+QUICK_EPOCHS = 2
+
+
+@dataclass
+class Common:
+    """The options of every experiment command."""
+
+    device: str = option("cpu", "cpu, cuda or cuda:N")
+    data: Path | None = option(
+        None,
+        "an HDF5 file in the experiment's layout, or a folder holding data1.h5, data2.h5, "
+        "data3.h5 (for `all`: such a folder) (default: the embedded data)",
+        parse=Path,
+    )
+    dtype: str = option("float32", "", choices=["float32", "float64"])
+    seed: int = option(
+        0, "random seed, 0 to 2**64 - 1: initialisation, batch order, embedded data", parse=seed
+    )
+    out: Path | None = option(
+        None, "output folder (default: runs/<experiment>-<timestamp>)", parse=Path
+    )
+    quick: bool = option(False, f"{QUICK_EPOCHS} epochs on a subset of the data: a smoke run")
+    resume: bool = option(False, "continue the run stopped in --out (needed); see below")
+    detect_anomaly: bool = option(
+        False, "stop at the first op making a NaN or infinity, naming it (slower: checks each op)"
+    )
+    blas_threads: int = option(
+        1,
+        "threads for NumPy's BLAS (more than free cores slow these small products)",
+        parse=positive_int,
+    )
+
+
+@dataclass(kw_only=True)
+class Settings(Common):
+    """Everything one experiment run takes: the common options (``out`` its folder,
+    ``data`` its file or None), its training settings and its own options."""
+
+    out: Path
+    training: TrainingConfig
+    options: Any
+
+    def configuration(self) -> dict[str, Any]:
+        """What metrics.json records as the configuration (device, dtype, seed apart)."""
+        common = {k: v for k, v in asdict(self).items() if k not in ("device", "dtype", "seed")}
+        return {**common, **common.pop("training"), **common.pop("options")}
+
+    def check_fits(self, setting: str, parameters: int, activations: int) -> None:
+        """Raise TooLarge naming ``setting`` (such as "--hidden-size 1000000000") when its
+        ``parameters`` (held three times: values, gradients, momentum buffers) and
+        ``activations`` (what a batch or an evaluation keeps, at least) need more memory
+        than the device has: a lower bound, checked before the model is made."""
+        itemsize, memory = np.dtype(self.dtype).itemsize, device_memory(self.device)
+        needed = (3 * parameters + activations) * itemsize
+        if memory is not None and needed > memory[0]:
+            raise TooLarge(
+                f"{setting}: {parameters:,} parameters and {activations:,} activations need at "
+                f"least {byte_size(needed)} in {self.dtype} (values, gradients and momentum "
+                f"buffers), more than the {byte_size(memory[0])} of {memory[1]}; choose a "
+                "smaller size"
+            )
+
+    def model(self, make: Callable[..., nn.Module], *sizes: Any) -> nn.Module:
+        """``make(*sizes)`` on this run's device and dtype, initialised from its seed."""
+        nn.seed(self.seed, self.device)
+        return make(*sizes, device=self.device, dtype=self.dtype)
+
+    def fit(self, model, batch_loss, count, run, description, after_epoch=None, **identity):
+        """`tasks.training.fit` -> History, with these training settings, the batch order
+        drawn from the seed, and the checkpoint ``OUT/resume/<run>.npz``, identified by
+        ``identity`` (model settings, data fingerprint) and these settings. It stops early
+        when ``identity`` says ``early_stop=True``, as the checkpoint then does."""
+        identity = {"run": run, **identity, "dtype": self.dtype, "seed": self.seed}
+        identity.update(batch_size=self.training.batch_size, quick=self.quick)
+        path, early = self.out / FOLDER / f"{run}.npz", identity.get("early_stop", False)
+        checkpoint = Checkpoint(path, identity, device=self.device, resume=self.resume)
+        rng, config = np.random.default_rng(self.seed), self.training
+        return fit(
+            model, batch_loss, count, config, rng, description, after_epoch, checkpoint, early
+        )
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment: its command, the file it reads from a --data folder, its
+    options and training defaults, and what it does."""
+
+    name: str
+    data_file: str
+    description: str  # for --help; its first line is the summary
+    options: type  # a dataclass of `option` fields
+    training: TrainingConfig
+    run: Callable[[Settings], dict]  # train, evaluate, plot: the figures of metrics.json
+    report: Callable[[dict], str]  # report.md, from the metrics
+    summary: Callable[[dict], str]  # one line, for the terminal and `all`'s report
+
+
+class TooLarge(ValueError):
+    """Settings whose parameters and activations cannot fit in the device's memory."""
+
+
+def device_memory(device: str) -> tuple[int, str] | None:
+    """(bytes, what they are) of the memory that holds ``device``'s arrays: the GPU's
+    for CUDA, the machine's RAM otherwise; None where it cannot be found out."""
+    backend = tg.get_backend(device)
+    if backend.device.startswith("cuda"):
+        index = int(backend.device.partition(":")[2])
+        memory = importlib.import_module("cupy").cuda.Device(index).mem_info[1]
+        return memory, f"GPU {backend.device}"
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        return None
+
+
+def byte_size(count: float) -> str:
+    """1536 -> "1.5 KiB"."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if count < 1024 or unit == "PiB":
+            return f"{count:.3g} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def fingerprint(*arrays: np.ndarray) -> str:
+    """A short hash of arrays' dtypes, shapes and bytes: which data a run was trained on."""
+    digest = hashlib.sha256()
+    for array in map(np.ascontiguousarray, arrays):
+        digest.update(f"{array.dtype.str}{array.shape}".encode() + array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def rows(data: tg.Tensor, indices: np.ndarray | tg.Tensor) -> tg.Tensor:
+    """The rows of a device tensor at ``indices`` (host indices, or a tensor of them on
+    the data's device, as in a training step): a gather on the device."""
+    if not isinstance(indices, tg.Tensor):
+        indices = tg.Tensor(indices, device=data.device)
+    return data[indices]
+
+
+def evaluate(log_probs, inputs: tg.Tensor, truth: np.ndarray, size: int = 1000):
+    """(mean cross-entropy, accuracy, predicted classes) of ``log_probs(batch)`` (N, K)
+    over the rows of ``inputs`` against the classes ``truth`` (N,), computed in batches
+    of ``size`` rows without recording."""
+    with tg.no_grad():
+        batches = (np.arange(i, min(i + size, len(truth))) for i in range(0, len(truth), size))
+        scores = np.concatenate([log_probs(rows(inputs, batch)).numpy() for batch in batches])
+    predicted = scores.argmax(axis=1)
+    picked = scores[np.arange(len(truth)), truth]
+    return float(-picked.mean()), float((predicted == truth).mean()), predicted
