@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,6 +16,7 @@ STEPS = ["compile_modes", "bench_cpu", "tests", "tasks"]
 def test_the_gpu_check_runs_every_step_on_the_cpu(tmp_path):
     out = tmp_path / "check"
     environment = {**os.environ, "DEVICE": "cpu", "TINY": "1", "OUT": str(out)}
+    environment["PYTHON"] = sys.executable
     done = subprocess.run(
         ["bash", "benchmarks/gpu_check.sh"],
         cwd=REPO,
