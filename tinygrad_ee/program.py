@@ -389,7 +389,11 @@ def _fused(instructions, run, users, needed_at_end, backend) -> list[Instruction
     namespace = dict(names.bound)
     exec(compile(source, f"<{name}>", "exec"), namespace)  # noqa: S102
     plain = namespace[name]
-    kernel = _Fused(plain, backend.fuse(plain), [v.dtype for v in leaving])
+    kernel = _Fused(plain, plain, [v.dtype for v in leaving])
+    try:
+        kernel.fused = backend.fuse(plain)
+    except Exception as error:  # the library's own errors, whatever their type
+        kernel.checked, kernel.failure = True, f"{type(error).__name__}: {error}"
     together = Value(next(_counter), "op", None, None)
     fused = [Instruction(kernel, tuple(inputs), {}, together, f"fused {len(group)} ops")]
     for k, value in enumerate(leaving):
@@ -781,7 +785,10 @@ def build(
     if options.cuda_graph and backend.graphs() is not None:
         from .captured import GraphReplay  # it builds on this module
 
-        run = GraphReplay(
-            run, instructions, parameters, target_parameters, plan, returned, backend, bound
-        )
+        try:
+            run = GraphReplay(
+                run, instructions, parameters, target_parameters, plan, returned, backend, bound
+            )
+        except Exception as error:  # a program graphs cannot run: plain calls (and why)
+            run.failure = f"{type(error).__name__}: {error}"
     return Replay(run, source, instructions, buffers, bound)
