@@ -73,7 +73,7 @@ if [ "$DEVICE" != cpu ]; then  # the CPU figures, on other cores, while the GPU 
 fi
 step compile_modes "${LIMITS[0]}" "$PYTHON" -m benchmarks.compile_modes --device "$DEVICE" "${MODES[@]}"
 bench "$DEVICE" "${LIMITS[1]}"
-step tests "${LIMITS[3]}" "$PYTHON" -m pytest -q -rs -p no:cacheprovider "${TESTS[@]}" &
+step tests "${LIMITS[3]}" "$PYTHON" -m pytest -q -rs -p no:cacheprovider -p no:benchmark "${TESTS[@]}" &
 TESTS_PID=$!
 step tasks "${LIMITS[4]}" bash -c "$PYTHON -m tasks ${FULL[*]} --device $DEVICE --no-progress --out $RUNS/full &&
     cat $RUNS/full/report.md && $PYTHON -m tasks ${QUICK[*]} --device $DEVICE --no-progress --out $RUNS/quick"

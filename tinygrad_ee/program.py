@@ -353,7 +353,12 @@ def fuse_elementwise(
 
     result, run = [], []
     for i, ins in enumerate([*instructions, None]):
-        if ins is not None and fusable(ins):
+        # One kernel has one shape: every result of a run has the same one.
+        if (
+            ins is not None
+            and fusable(ins)
+            and (not run or instructions[run[0]].out.shape == ins.out.shape)
+        ):
             run.append(i)
             continue
         if len(run) >= minimum:
@@ -389,7 +394,7 @@ def _fused(instructions, run, users, needed_at_end, backend) -> list[Instruction
     namespace = dict(names.bound)
     exec(compile(source, f"<{name}>", "exec"), namespace)  # noqa: S102
     plain = namespace[name]
-    kernel = _Fused(plain, plain, [v.dtype for v in leaving])
+    kernel = _Fused(plain, plain)
     try:
         kernel.fused = backend.fuse(plain)
     except Exception as error:  # the library's own errors, whatever their type
@@ -403,11 +408,11 @@ def _fused(instructions, run, users, needed_at_end, backend) -> list[Instruction
 
 class _Fused:
     """A fused kernel that falls back, once and for good, to running its operations one
-    by one if the library cannot build it or it computes other dtypes (its reason is
-    kept in ``failure``)."""
+    by one if the library cannot build it or its results differ in shape or dtype from
+    the operations' (checked at the first call; the reason is kept in ``failure``)."""
 
-    def __init__(self, plain: Callable, fused: Callable, dtypes: list) -> None:
-        self.plain, self.fused, self.dtypes = plain, fused, dtypes
+    def __init__(self, plain: Callable, fused: Callable) -> None:
+        self.plain, self.fused = plain, fused
         self.checked = False
         self.failure: str | None = None
 
@@ -417,8 +422,9 @@ class _Fused:
         self.checked = True
         try:
             results = self.fused(*args)
-            if [r.dtype for r in results] != self.dtypes:
-                raise TypeError(f"dtypes {[r.dtype for r in results]}, expected {self.dtypes}")
+            expected = [(r.shape, r.dtype) for r in self.plain(*args)]
+            if [(r.shape, r.dtype) for r in results] != expected:
+                raise TypeError(f"results {[(r.shape, r.dtype) for r in results]}, not {expected}")
         except Exception as error:  # the library's own errors, whatever their type
             self.failure = f"{type(error).__name__}: {error}"
             self.fused = self.plain
