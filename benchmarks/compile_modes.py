@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Iterator
 
 from threadpoolctl import threadpool_limits
 
@@ -34,10 +35,15 @@ SETTINGS = {
 }
 
 
-def rows(device: str, dtype: str, names: list[str], plan: Plan) -> list[dict]:
-    """One row per model and setting: median ms, speedup over eager, graph status."""
-    result = []
-    for spec in models.model_specs():
+SHORT = ("+ buffers reused (out=)", "+ fused elementwise kernels", "+ CUDA graphs")
+
+
+def rows(
+    device: str, dtype: str, names: list[str], plan: Plan, batch: int = 32, short: bool = False
+) -> Iterator[dict]:
+    """One row per model and setting: median ms, speedup over eager, graph status
+    (``short``: only all CPU optimisations, then fusion, then graphs)."""
+    for spec in models.model_specs(batch=batch):
         if names and spec.name not in names:
             continue
         case = models.make_case(spec, dtype)
@@ -45,6 +51,8 @@ def rows(device: str, dtype: str, names: list[str], plan: Plan) -> list[dict]:
         options = dict(OFF)
         for label, switches in SETTINGS.items():
             options.update(switches)
+            if short and label not in SHORT:
+                continue
             sides[label] = tg.compile(models.engine_callables(case, device).step, **options)
         sync = synchronizer(device)
         timings = measure_interleaved(sides, plan, {name: sync for name in sides})
@@ -53,16 +61,13 @@ def rows(device: str, dtype: str, names: list[str], plan: Plan) -> list[dict]:
             graphs = "-"
             if label != "eager":
                 graphs = getattr(sides[label].program().run, "failure", "not used") or "used"
-            result.append(
-                {
-                    "model": spec.name,
-                    "setting": label,
-                    "median_ms": timing.median_ms,
-                    "speedup": eager / timing.median_ms,
-                    "graphs": graphs,
-                }
-            )
-    return result
+            yield {
+                "model": spec.label,
+                "setting": label,
+                "median_ms": timing.median_ms,
+                "speedup": eager / timing.median_ms,
+                "graphs": graphs,
+            }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,21 +76,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--model", action="append", help="only this model (repeatable)")
     parser.add_argument("--repeat", type=int, default=10, help="timed calls per setting")
+    parser.add_argument("--batch", type=int, default=32, help="the recurrent models' batch")
+    parser.add_argument(
+        "--short", action="store_true", help="only: all CPU optimisations, + fusion, + graphs"
+    )
     args = parser.parse_args(argv)
     try:
         tg.get_backend(args.device)
     except tg.DeviceError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    with threadpool_limits(limits=1, user_api="blas"):
-        table = rows(args.device, args.dtype, args.model or [], Plan(warmup=2, repeats=args.repeat))
     print(f"{args.device} {args.dtype}: median ms per training step, speedup over eager")
-    print("| model | setting | ms | speedup | CUDA graphs |\n|---|---|---:|---:|---|")
-    for row in table:
-        print(
-            f"| {row['model']} | {row['setting']} | {row['median_ms']:.3f} | "
-            f"{row['speedup']:.2f} | {row['graphs']} |"
-        )
+    print("| model | setting | ms | speedup | CUDA graphs |\n|---|---|---:|---:|---|", flush=True)
+    plan = Plan(warmup=2, repeats=args.repeat)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for row in rows(args.device, args.dtype, args.model or [], plan, args.batch, args.short):
+            print(
+                f"| {row['model']} | {row['setting']} | {row['median_ms']:.3f} | "
+                f"{row['speedup']:.2f} | {row['graphs']} |",
+                flush=True,  # row by row: a run cut short keeps what it measured
+            )
     return 0
 
 

@@ -32,6 +32,6 @@ def test_the_gpu_check_runs_every_step_on_the_cpu(tmp_path):
         assert (out / f"{step}.txt").stat().st_size > 0, step
     results = json.loads((out / "cpu" / "results.json").read_text("utf-8"))
     assert {row["model"] for row in results["models"]} >= {"autoencoder", "lstm"}
-    assert "| autoencoder | + buffers reused (out=) |" in (out / "compile_modes.txt").read_text()
+    assert "N=32 | + buffers reused (out=) |" in (out / "compile_modes.txt").read_text()
     assert "| GRU |" in (out / "tasks.txt").read_text("utf-8")  # the full run's report
     assert len([p for p in out.rglob("*") if p.is_file()]) <= 8  # what a lent machine returns
