@@ -449,3 +449,15 @@ def test_cuda_fused_graph_replay_equals_eager(kind):
     assert program.run.failure is None, program.run.failure
     failures = [f.failure for f in program.bound.values() if getattr(f, "failure", None)]
     assert not failures, failures
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_programs_need_no_host_sync(kind):
+    """A CUDA graph cannot read the device from the host: no program of a training step
+    assigns through a boolean mask (which counts the mask on the host first)."""
+    _, _, step = train(kind, "float64", "cpu", True, steps=2)
+    for ins in step.program().instructions:
+        if ins.fn is setitem:
+            index = ins.args[1] if isinstance(ins.args[1], tuple) else (ins.args[1],)
+            masks = [i for i in index if getattr(i, "dtype", None) == np.dtype(bool)]
+            assert not masks, f"{ins.name} assigns through a boolean mask"

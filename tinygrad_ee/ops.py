@@ -478,8 +478,9 @@ def _log_sum_exp_shifted(xp: Any, shifted: Any, axes: tuple[int, ...]) -> Any:
         return shifted
     e = xp.exp(shifted)
     total = xp.sum(e, axis=axes, keepdims=True)
-    e[shifted == 0] = 0  # the maxima's terms, each exactly 1 (in place: e is made here)
-    rest = xp.sum(e, axis=axes, keepdims=True)
+    # Without the maxima's terms (each exactly 1). A where, not e[mask] = 0: assigning
+    # through a boolean mask counts it on the host first, which a GPU graph cannot do.
+    rest = xp.sum(xp.where(shifted == 0, 0.0, e), axis=axes, keepdims=True)
     return xp.where(total < 2, xp.log1p(rest), xp.log(total))
 
 

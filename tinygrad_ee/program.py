@@ -388,22 +388,35 @@ def _fused(instructions, run, users, needed_at_end, backend) -> list[Instruction
         args = ", ".join(local[a] if isinstance(a, Value) else repr(a) for a in ins.args)
         body.append(f"{local[ins.out]} = {names.of(ins.fn, 'f')}({args})")
     body.append("return (" + "".join(f"{local[v]}, " for v in leaving) + ")")
-    name = f"fused_{next(_counter)}"
-    signature = [local[v] for v in inputs] + [f"{n}={n}" for n in names.bound]
-    source = f"def {name}({', '.join(signature)}):\n" + "".join(f"    {b}\n" for b in body)
-    namespace = dict(names.bound)
-    exec(compile(source, f"<{name}>", "exec"), namespace)  # noqa: S102
-    plain = namespace[name]
-    kernel = _Fused(plain, plain)
-    try:
-        kernel.fused = backend.fuse(plain)
-    except Exception as error:  # the library's own errors, whatever their type
-        kernel.checked, kernel.failure = True, f"{type(error).__name__}: {error}"
+    kernel = _fused_kernel(body, [local[v] for v in inputs], names, backend)
     together = Value(next(_counter), "op", None, None)
     fused = [Instruction(kernel, tuple(inputs), {}, together, f"fused {len(group)} ops")]
     for k, value in enumerate(leaving):
         fused.append(Instruction(operator.getitem, (together, k), {}, value, "fused output"))
     return fused
+
+
+_KERNELS: dict[tuple, _Fused] = {}  # one per distinct chain: each step of a recurrence
+# repeats the same few chains, and a GPU library compiles each kernel it is given once
+
+
+def _fused_kernel(body: list[str], params: list[str], names: Names, backend: Any) -> _Fused:
+    key = (id(backend), tuple(body), tuple(params), tuple(map(id, names.bound.values())))
+    kernel = _KERNELS.get(key)
+    if kernel is not None:
+        return kernel
+    name = f"fused_{len(_KERNELS)}"
+    signature = params + [f"{n}={n}" for n in names.bound]
+    source = f"def {name}({', '.join(signature)}):\n" + "".join(f"    {b}\n" for b in body)
+    namespace = dict(names.bound)
+    exec(compile(source, f"<{name}>", "exec"), namespace)  # noqa: S102
+    plain = namespace[name]
+    kernel = _KERNELS[key] = _Fused(plain, plain)
+    try:
+        kernel.fused = backend.fuse(plain)
+    except Exception as error:  # the library's own errors, whatever their type
+        kernel.checked, kernel.failure = True, f"{type(error).__name__}: {error}"
+    return kernel
 
 
 class _Fused:
