@@ -6,11 +6,14 @@ of entries of every parameter; the parameters are redrawn at a scale (about 0.5)
 every term of the loss has a gradient well above the finite-difference noise.
 """
 
+import decimal
 import math
+from decimal import Decimal
 
 import numpy as np
 import pytest
 
+import tinygrad_ee as tg
 from benchmarks import reference as ref
 
 EPS = 1e-6
@@ -88,6 +91,88 @@ def test_sigmoid_keeps_its_relative_precision_in_both_tails(dtype, rtol):
         np.testing.assert_allclose(slope, slope_tail, rtol=4 * rtol)
         if sign == -1:
             np.testing.assert_allclose(out, tail, rtol=2 * rtol)
+
+
+# --------------------------------------------------------------------------- tanh'
+
+
+def engine_gradient(name, z):
+    """d name(z) / dz from the engine, seeded with ones: the local derivative itself."""
+    x = tg.Tensor(z, requires_grad=True)
+    getattr(x, name)().backward(np.ones_like(z))
+    return x.grad.numpy()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_local_derivatives_equal_the_engines_bit_for_bit(dtype):
+    """The reference pays for the engine's precision, no more, no less."""
+    rng = np.random.default_rng(14)
+    specials = [0.0, -0.0, 1e-30, -1e-30, 9.0, -9.0, 30.0, -30.0, 1e4, -1e4, np.inf, -np.inf]
+    z = np.concatenate([rng.normal(0.0, 20.0, 2788), specials]).astype(dtype)
+    tanh_slope = ref.tanh_slope(z)
+    assert tanh_slope.dtype == dtype
+    np.testing.assert_array_equal(tanh_slope, engine_gradient("tanh", z))
+    sigmoid_slope = np.empty_like(z)
+    ref.sigmoid(z, slope=sigmoid_slope)
+    np.testing.assert_array_equal(sigmoid_slope, engine_gradient("sigmoid", z))
+    in_place = z.reshape(70, -1).copy()  # 2-d, written over its own input
+    ref.tanh_slope(in_place, out=in_place, work=np.empty_like(in_place))
+    np.testing.assert_array_equal(in_place.ravel(), tanh_slope)
+
+
+def exact_tanh_slope(z: float) -> float:
+    """sech(z)^2 = (2 / (e^z + e^-z))^2 in 50-digit decimal arithmetic, rounded once."""
+    with decimal.localcontext(decimal.Context(prec=50)):
+        x = Decimal(z)
+        return float((2 / (x.exp() + (-x).exp())) ** 2)
+
+
+@pytest.mark.parametrize(
+    "dtype, largest", [(np.float32, 40.0), (np.float64, 300.0)]
+)  # sech(z)^2 stays a normal number
+def test_tanh_slope_keeps_its_relative_precision_in_both_tails(dtype, largest):
+    """Where tanh(z) rounds to +-1 (float32: |z| >= 9), 1 - tanh(z)^2 is 0; well before,
+    it has lost most of its digits (float32, z = 5: ~1e-3 relative error)."""
+    magnitudes = [0.1, 1.0, 5.0, 9.0, 12.0, 20.0, largest / 2, largest]
+    z = np.array(magnitudes + [-m for m in magnitudes], dtype)
+    expected = [exact_tanh_slope(v) for v in z.tolist()]
+    np.testing.assert_allclose(ref.tanh_slope(z), expected, rtol=6 * np.finfo(dtype).eps, atol=0)
+
+
+@pytest.mark.parametrize("cell", ref.RECURRENT_CELLS)
+def test_saturated_tanh_units_keep_their_gradients_in_float32(cell):
+    """Every tanh of a cell saturated (|pre-activation| 10-12): the float32 gradients of
+    the tanh block's weights, ~1e-9 and below, agree with float64's; with 1 - tanh^2 they
+    are 0. (float64 is exact enough here with either formula.)
+
+    Wh = 0 and the same input at every step, so that no entry is a sum of terms of both
+    signs (float32 would then lose relative precision by cancellation alone), and only
+    the tanh block is compared (the GRU's z block gets n - h_{t-1}, a cancellation). The
+    LSTM's g block gets dc through tanh'(c_t) too: its forget gate near 1 lets c grow to
+    ~11 over the 12 steps."""
+    hid, bias = (
+        3,
+        {"rnn": [[0.0]], "lstm": [[5.0], [5.0], [0.0], [3.0]], "gru": [[2.0], [1.0], [0.0]]},
+    )
+    params = ref.init_recurrent(cell, 2, hid, K, np.random.default_rng(15), np.float64)
+    params["cell.hidden_weight"][:] = 0
+    params["cell.input_weight"] *= 0.1
+    blocks = params["cell.bias"].reshape(-1, hid)  # [i, f, g, o] or [z, r, n]: a view
+    blocks[:] = bias[cell]
+    tanh_block = {"rnn": 0, "lstm": 2, "gru": 2}[cell]
+    blocks[tanh_block] = [11.0, -10.5, 10.0]
+    columns = slice(tanh_block * hid, (tanh_block + 1) * hid)
+    x, targets = np.ones((1, 12, 2)), np.array([1])
+    p32 = {k: v.astype(np.float32) for k, v in params.items()}
+    p64 = {k: v.astype(np.float64) for k, v in p32.items()}  # the same values
+    _, g32 = ref.recurrent_loss_and_grads(cell, p32, x.astype(np.float32), targets)
+    _, g64 = ref.recurrent_loss_and_grads(cell, p64, x, targets)
+    expected_bias = g64["cell.bias"][columns]
+    assert np.count_nonzero(expected_bias) >= 2 and np.all(np.abs(expected_bias) < 1e-7)
+    for name in ("cell.input_weight", "cell.bias", "cell.hidden_weight"):
+        np.testing.assert_allclose(
+            g32[name][..., columns], g64[name][..., columns], rtol=1e-3, atol=0, err_msg=name
+        )
 
 
 # --------------------------------------------------------------------------- autoencoder
