@@ -14,21 +14,16 @@ traced to where the op was written.
 from __future__ import annotations
 
 import contextlib
-import linecache
 import math
-import os
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np  # host copies of arrays that failed a check, for the message
 
 from .backend import describe_arrays, host_copy
-from .tracing import require
+from .tracing import require, user_site
 
 enabled = False  # read by tensor.apply on every op; only detect_anomaly() sets it
-
-_ENGINE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 class AnomalyError(FloatingPointError):
@@ -51,16 +46,7 @@ def is_anomaly_enabled() -> bool:
     return enabled
 
 
-def creation_site() -> str:
-    """``file:line in function: source`` of the innermost caller outside the engine."""
-    frame = sys._getframe(1)
-    while frame is not None and os.path.dirname(frame.f_code.co_filename) == _ENGINE_DIR:
-        frame = frame.f_back
-    if frame is None:
-        return "an unknown place"
-    filename, line = frame.f_code.co_filename, frame.f_lineno
-    source = linecache.getline(filename, line).strip()
-    return f"{filename}:{line} in {frame.f_code.co_name}" + (f": {source}" if source else "")
+creation_site = user_site  # the user's line that made an op
 
 
 def _finite(xp: Any, array: Any) -> Any:

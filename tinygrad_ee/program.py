@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .tracing import Instruction, Value
+from .tracing import Instruction, Value, values_in
 
 
 @dataclass(frozen=True)
@@ -63,18 +63,6 @@ class Replay:
     instructions: list[Instruction]
     buffers: list[Any]
     bound: dict[str, Any]
-
-
-def values_in(x: Any) -> Iterator[Value]:
-    """The Values in an instruction's (nested) arguments."""
-    if isinstance(x, Value):
-        yield x
-    elif type(x) in (tuple, list):
-        for item in x:
-            yield from values_in(item)
-    elif type(x) is dict:
-        for item in x.values():
-            yield from values_in(item)
 
 
 def _renamed(x: Any, names: dict[Value, Value]) -> Any:

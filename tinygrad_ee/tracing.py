@@ -20,6 +20,7 @@ value-dependent check calls `require`, which the program keeps as a check.
 from __future__ import annotations
 
 import contextlib
+import linecache
 import operator
 import os
 import sys
@@ -372,7 +373,8 @@ class Recorder:
                 raise TraceError(f"{name}: functions returning several arrays are not traced")
             return result
         arg_refs, kwarg_refs = self.refs(args), self.refs(kwargs)
-        views = () if self.fresh(fn) else tuple(_values_in((arg_refs, kwarg_refs)))
+        arrays = (v for v in values_in((arg_refs, kwarg_refs)) if v.shape is not None)
+        views = () if self.fresh(fn) else tuple(arrays)
         value = self.new_value(result, "op", views)
         self.instructions.append(Instruction(fn, arg_refs, kwarg_refs, value, name))
         return Traced(result, value)
@@ -401,13 +403,13 @@ class Recorder:
             return
         if key in self.inputs:
             raise TraceError(
-                f"a compiled step assigned to the .data of its argument ({_user_site()}); "
+                f"a compiled step assigned to the .data of its argument ({user_site()}); "
                 "arguments are read-only in a compiled step"
             )
         if new is not None and type(new) is not Traced:
             raise TraceError(
                 "a tensor made before the step was given an array computed outside "
-                f"the traced operations ({_user_site()}); compute it with tensor ops"
+                f"the traced operations ({user_site()}); compute it with tensor ops"
             )
         if key not in self.states:
             self.states[key] = StateSlot(tensor, _data_slot.__get__(tensor))
@@ -484,16 +486,16 @@ def _owned_copy(tensor: Any, array: Any) -> Any:
     return tensor.backend.copy(array)
 
 
-def _values_in(x: Any) -> Iterator[Value]:
+def values_in(x: Any) -> Iterator[Value]:
+    """The Values in an instruction's (nested) arguments."""
     if isinstance(x, Value):
-        if x.shape is not None:
-            yield x
+        yield x
     elif type(x) in (tuple, list):
         for item in x:
-            yield from _values_in(item)
+            yield from values_in(item)
     elif type(x) is dict:
         for item in x.values():
-            yield from _values_in(item)
+            yield from values_in(item)
 
 
 # --- hooks for engine code -----------------------------------------------------------------
@@ -541,20 +543,23 @@ def guard(read: Callable[[], Any]) -> None:
 
 def value_read(what: str) -> TraceError:
     return TraceError(
-        f"{what} inside a compiled step, at {_user_site()}: a compiled step replays "
+        f"{what} inside a compiled step, at {user_site()}: a compiled step replays "
         "array operations only, so it cannot read a tensor's value in Python (to branch "
         "on it, print it or convert it). Compute with ops instead (where, clip, ...), "
         "or read the value outside the step, e.g. from the tensors it returns"
     )
 
 
-def _user_site() -> str:
+def user_site() -> str:
+    """``file:line in function: source`` of the innermost caller outside the engine."""
     frame = sys._getframe(1)
     while frame is not None and os.path.dirname(frame.f_code.co_filename) == _ENGINE_DIR:
         frame = frame.f_back
     if frame is None:
         return "an unknown place"
-    return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+    filename, line = frame.f_code.co_filename, frame.f_lineno
+    source = linecache.getline(filename, line).strip()
+    return f"{filename}:{line} in {frame.f_code.co_name}" + (f": {source}" if source else "")
 
 
 # --- switching tracing on and off ------------------------------------------------------------
@@ -606,7 +611,7 @@ def tensor_value(tensor: Any) -> Value | None:
 
 def _refuse(what: str) -> Callable:
     def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise value_read(what) if what.startswith(".") else TraceError(f"{what} ({_user_site()})")
+        raise value_read(what) if what.startswith(".") else TraceError(f"{what} ({user_site()})")
 
     return refuse
 
