@@ -25,29 +25,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .program import Names, Plan, statement
-from .tracing import Instruction, Value
+from .program import Names
+from .replay import Plan, Replay, statement
+from .tracing import Value
 
 
 class GraphReplay:
     """``run(*arguments)`` like the plain replay, through the backend's graphs."""
 
-    def __init__(
-        self,
-        plain: Callable[..., tuple],
-        instructions: list[Instruction],
-        parameters: list[Value],
-        target_parameters: list[str],
-        plan: Plan,
-        returned: list[Value],
-        backend: Any,
-        bound: dict[str, Any],
-    ) -> None:
-        self.plain, self.backend = plain, backend
-        self.returned = [_reader(v) for v in returned]
-        self.names = [repr(v) for v in parameters] + target_parameters
-        self.kinds = [v.kind for v in parameters] + ["target"] * len(target_parameters)
-        self.steps, self.checks = _segments(instructions, plan, backend, bound)
+    def __init__(self, replay: Replay, backend: Any) -> None:
+        self.plain, self.backend = replay.run, backend
+        self.returned = [_reader(v) for v in replay.returned]
+        self.names = [repr(v) for v in replay.parameters] + replay.target_parameters
+        kinds = [v.kind for v in replay.parameters]
+        self.kinds = kinds + ["target"] * len(replay.target_parameters)
+        self.steps, self.checks = _segments(replay.instructions, replay.plan, backend, replay.bound)
         self.failure: str | None = None
         self.env: dict[str, Any] | None = None
         self.launch: Callable[[], None] | None = None

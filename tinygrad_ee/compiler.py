@@ -42,8 +42,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import anomaly, nn, program, tensor, tracing
+from . import anomaly, nn, replay, tensor, tracing
 from .backend import _BACKENDS
+from .captured import GraphReplay
 from .program import Options
 from .tensor import Tensor
 
@@ -90,7 +91,7 @@ class CompiledStep:
             programs.pop()
         return step.replay(args, kwargs)
 
-    def program(self) -> program.Replay:
+    def program(self) -> replay.Replay:
         """The most recently traced program: its instructions, buffers and source."""
         latest = max((p for ps in self._programs.values() for p in ps), key=lambda p: p.number)
         return latest.replay_code
@@ -183,7 +184,7 @@ class _Program:
         entries = {id(t): v for t, v in trace.states}
         targets = [(names[id(t)], value, entries.get(id(t))) for t, value in trace.writes]
         backend = next((t.backend for t in [*inputs, *touched]), _BACKENDS.get("cpu"))
-        self.replay_code = program.build(
+        self.replay_code = replay.build(
             trace.instructions,
             parameters,
             [names[id(t)] for t in self.write_only],
@@ -192,6 +193,11 @@ class _Program:
             backend,
             options,
         )
+        if options.cuda_graph and backend.graphs() is not None:
+            try:
+                self.replay_code.run = GraphReplay(self.replay_code, backend)
+            except Exception as error:  # a program graphs cannot run: plain calls (and why)
+                self.replay_code.run.failure = f"{type(error).__name__}: {error}"
 
     def guards_hold(self) -> bool | str:
         for t, array, requires_grad in self.arrays:
