@@ -19,16 +19,21 @@ import tinygrad_ee as tg
 from tinygrad_ee import nn
 
 from .checkpoint import FOLDER, Checkpoint
-from .options import option, positive_int, seed
+from .options import as_arguments, option, positive_int, seed
 from .training import TrainingConfig, fit
 
 QUICK_EPOCHS = 2
+RECIPES = ("modern", "original")  # each experiment's defaults: Experiment.recipes
 
 
 @dataclass
 class Common:
     """The options of every experiment command."""
 
+    recipe: str = option(
+        "modern", "the defaults below: modern (chosen on validation data) or the original "
+        "experiment's (docs/results.md)", choices=RECIPES,
+    )  # fmt: skip
     device: str = option("cpu", "cpu, cuda or cuda:N")
     data: Path | None = option(
         None,
@@ -84,10 +89,11 @@ class Settings(Common):
                 "smaller size"
             )
 
-    def model(self, make: Callable[..., nn.Module], *sizes: Any) -> nn.Module:
-        """``make(*sizes)`` on this run's device and dtype, initialised from its seed."""
+    def model(self, make: Callable[..., nn.Module], *sizes: Any, **options: Any) -> nn.Module:
+        """``make(*sizes, **options)`` on this run's device and dtype, initialised from
+        its seed."""
         nn.seed(self.seed, self.device)
-        return make(*sizes, device=self.device, dtype=self.dtype)
+        return make(*sizes, **options, device=self.device, dtype=self.dtype)
 
     def fit(self, model, batch_loss, count, run, description, after_epoch=None, **identity):
         """`tasks.training.fit` -> History, with these training settings, the batch order
@@ -95,7 +101,7 @@ class Settings(Common):
         ``identity`` (model settings, data fingerprint) and these settings. It stops early
         when ``identity`` says ``early_stop=True``, as the checkpoint then does."""
         identity = {"run": run, **identity, "dtype": self.dtype, "seed": self.seed}
-        identity.update(batch_size=self.training.batch_size, quick=self.quick)
+        identity.update(self.training.identity(), quick=self.quick)
         path, early = self.out / FOLDER / f"{run}.npz", identity.get("early_stop", False)
         checkpoint = Checkpoint(path, identity, device=self.device, resume=self.resume)
         rng, config = np.random.default_rng(self.seed), self.training
@@ -107,16 +113,27 @@ class Settings(Common):
 @dataclass(frozen=True)
 class Experiment:
     """One experiment: its command, the file it reads from a --data folder, its
-    options and training defaults, and what it does."""
+    options, its recipes (the defaults of each --recipe), and what it does."""
 
     name: str
     data_file: str
     description: str  # for --help; its first line is the summary
     options: type  # a dataclass of `option` fields
-    training: TrainingConfig
+    recipes: dict[str, tuple[TrainingConfig, Any]]  # recipe -> (training, options)
     run: Callable[[Settings], dict]  # train, evaluate, plot: the figures of metrics.json
     report: Callable[[dict], str]  # report.md, from the metrics
     summary: Callable[[dict], str]  # one line, for the terminal and `all`'s report
+
+
+def describe_recipe(settings: Settings, experiment: Experiment) -> str:
+    """The recipe of a run, for report.md and metrics.json: its training settings and
+    the options that the experiment's recipes set differently, as command-line options."""
+    modern, original = (asdict(experiment.recipes[name][1]) for name in RECIPES)
+    values = {
+        k: v for k, v in asdict(settings.training).items() if k not in ("progress", "compile")
+    }
+    values.update({k: v for k, v in asdict(settings.options).items() if modern[k] != original[k]})
+    return f"--recipe {settings.recipe}: {as_arguments(values)}"
 
 
 class TooLarge(ValueError):
