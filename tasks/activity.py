@@ -18,10 +18,10 @@ from models import CELLS, SequenceClassifier
 from models.recurrent import INITS
 
 from . import plots
-from .experiment import Experiment, Settings, evaluate, fingerprint, rows
+from .experiment import Experiment, Settings, evaluate, fingerprint, rows, training_figures
 from .files import save_model
 from .options import open_unit_interval, option, positive_int
-from .training import TrainingConfig, note, selected_epoch
+from .training import TrainingConfig
 
 FEW_VALIDATION = 50  # series: fewer make the validation loss a noisy guide
 
@@ -54,8 +54,6 @@ def _splits(settings: Settings) -> tuple[ActivityData, dict[str, tuple[np.ndarra
     require_rows(settings.data, "trX", len(data.train_y), 2, why)
     fraction = settings.options.validation_fraction
     train, validation = split_validation(len(data.train_y), fraction, seed=settings.seed)
-    if len(validation) < FEW_VALIDATION:
-        note(f"activity: only {len(validation)} validation series: a noisy guide to the epoch")
     return data, {
         "train": (data.train_x[train], data.train_y[train]),
         "validation": (data.train_x[validation], data.train_y[validation]),
@@ -113,17 +111,8 @@ def _cell(settings: Settings, cell: str, data: ActivityData, splits: dict, tenso
     """Train one cell, save it, and plot its confusion matrices: its metrics."""
     model, history, scores = _train(settings, cell, data, splits, tensors)
     save_model(settings.out / f"activity_{cell}.npz", model)
-    entry = {
-        "cell": cell,
-        "selected_epoch": (selected := selected_epoch(history, settings.training)),
-        "epochs_run": len(history.train_loss),
-        "validation_loss": history.validation_loss[selected - 1],
-        "validation_accuracy": scores("validation")[1],
-        "validation_loss_per_epoch": history.validation_loss,
-        "train_loss_per_epoch": history.train_loss,
-        "epoch_seconds": history.epoch_seconds,
-        "checkpoint": f"activity_{cell}.npz",
-    }
+    entry = {"cell": cell, **training_figures(history, settings.training)}
+    entry.update(validation_accuracy=scores("validation")[1], checkpoint=f"activity_{cell}.npz")
     for split in ("train", "test"):
         _, entry[f"{split}_accuracy"], predicted = scores(split)
         matrix = np.zeros((data.num_classes,) * 2, dtype=np.int64)

@@ -15,7 +15,7 @@ from data import DataError, default_patches, load_patches, preprocess_patches, q
 from models import SparseAutoencoder
 
 from . import plots
-from .experiment import Experiment, Settings, fingerprint, rows
+from .experiment import Experiment, Settings, fingerprint, rows, training_figures
 from .files import save_model
 from .options import non_negative, open_unit_interval, option, positive_int
 from .training import TrainingConfig
@@ -136,8 +136,7 @@ def run(settings: Settings) -> dict:
         "experiment": "autoencoder",
         "samples": count,
         "final_loss": final_loss,
-        "train_loss_per_epoch": history.train_loss,
-        "epoch_seconds": history.epoch_seconds,
+        **training_figures(history, settings.training),
         "mean_hidden_activation": mean_activation,
         "sweep": sweep,
         "sweep_epochs": _sweep_epochs(settings),

@@ -195,7 +195,7 @@ class Checkpoint:
                 f"{self.path}: cannot resume: it belongs to a different run ({'; '.join(differ)})"
                 ". Resume with the same settings, or start afresh in another --out"
             )
-        if meta["history"]["stopped_early"] and not (run.early_stopping or run.config.patience):
+        if meta["history"]["stopped_early"] and not run.config.patience:
             raise CheckpointError(
                 f"{self.path}: history 'stopped_early' is true, but this run has no early "
                 "stopping: the file was changed or belongs to another program"

@@ -20,7 +20,7 @@ from tinygrad_ee import nn
 
 from .checkpoint import FOLDER, Checkpoint
 from .options import as_arguments, option, positive_int, seed
-from .training import TrainingConfig, fit
+from .training import History, TrainingConfig, fit
 
 QUICK_EPOCHS = 2
 RECIPES = ("modern", "original")  # each experiment's defaults: Experiment.recipes
@@ -98,15 +98,13 @@ class Settings(Common):
     def fit(self, model, batch_loss, count, run, description, after_epoch=None, **identity):
         """`tasks.training.fit` -> History, with these training settings, the batch order
         drawn from the seed, and the checkpoint ``OUT/resume/<run>.npz``, identified by
-        ``identity`` (model settings, data fingerprint) and these settings. It stops early
-        when ``identity`` says ``early_stop=True``, as the checkpoint then does."""
+        ``identity`` (model settings, data fingerprint) and these settings."""
         identity = {"run": run, **identity, "dtype": self.dtype, "seed": self.seed}
         identity.update(self.training.identity(), quick=self.quick)
-        path, early = self.out / FOLDER / f"{run}.npz", identity.get("early_stop", False)
+        path, rng = self.out / FOLDER / f"{run}.npz", np.random.default_rng(self.seed)
         checkpoint = Checkpoint(path, identity, device=self.device, resume=self.resume)
-        rng, config = np.random.default_rng(self.seed), self.training
         return fit(
-            model, batch_loss, count, config, rng, description, after_epoch, checkpoint, early
+            model, batch_loss, count, self.training, rng, description, after_epoch, checkpoint
         )
 
 
@@ -134,6 +132,23 @@ def describe_recipe(settings: Settings, experiment: Experiment) -> str:
     }
     values.update({k: v for k, v in asdict(settings.options).items() if modern[k] != original[k]})
     return f"--recipe {settings.recipe}: {as_arguments(values)}"
+
+
+def training_figures(history: History, config: TrainingConfig) -> dict[str, Any]:
+    """A run's per-epoch figures for metrics.json, and the epoch whose parameters `fit`
+    left in the model (with its validation loss, if any)."""
+    selected = (config.best_epoch and history.best_epoch) or len(history.train_loss)
+    return {
+        "epochs_run": len(history.train_loss),
+        "stopped_early": history.stopped_early,
+        "selected_epoch": selected,
+        "validation_loss": history.validation_loss[selected - 1]
+        if history.validation_loss
+        else None,
+        "validation_loss_per_epoch": history.validation_loss,
+        "train_loss_per_epoch": history.train_loss,
+        "epoch_seconds": history.epoch_seconds,
+    }
 
 
 class TooLarge(ValueError):

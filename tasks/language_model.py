@@ -18,10 +18,10 @@ from data import NgramData, default_ngrams, load_ngrams, quick_subset, require_r
 from models import FourGramLanguageModel
 
 from . import plots
-from .experiment import Experiment, Settings, evaluate, fingerprint, rows
+from .experiment import Experiment, Settings, evaluate, fingerprint, rows, training_figures
 from .files import save_model
 from .options import option
-from .training import TrainingConfig, selected_epoch
+from .training import TrainingConfig
 
 CONFIGURATIONS = ((32, 256), (16, 128), (8, 64))
 SHOWN = 5  # test 4-grams whose predictions the report shows: the test split's minimum
@@ -49,21 +49,6 @@ class Options:
         action="append",
         metavar="D,P",
     )
-    relative_stop: bool = option(
-        False, "stop when the validation cross-entropy, once 2%% below its first value, "
-        "changes by < 0.5%% between epochs (the original rule)",
-        action=argparse.BooleanOptionalAction,
-    )  # fmt: skip
-
-
-def _converged(losses: list[float], tolerance: float = 0.005, left_plateau: float = 0.02) -> bool:
-    """The original rule, a change under 0.5 % between epochs, once the loss is 2 % below
-    the first epoch's: from N(0, 0.01^2) weights the model first sits on the unigram
-    plateau, where it barely moves (embedded data: 4.781, 4.783, 4.772, 4.750, 4.588).
-    The modern recipe replaces both by patience and best-epoch selection."""
-    if len(losses) < 2 or min(losses) > (1 - left_plateau) * losses[0]:
-        return False
-    return abs(losses[-1] - losses[-2]) / losses[-2] < tolerance
 
 
 def _data(settings: Settings) -> NgramData:
@@ -95,7 +80,6 @@ def _train(settings: Settings, data: NgramData, tensors: dict, dim: int, hidden:
     def after_epoch(epoch, history):
         loss, _, _ = evaluate(model.log_probs, tensors["val"][0], data.val_target)
         history.validation_loss.append(loss)
-        return _converged(history.validation_loss)
 
     trained_on = (data.train_context, data.train_target, data.val_context, data.val_target)
     history = settings.fit(
@@ -109,7 +93,6 @@ def _train(settings: Settings, data: NgramData, tensors: dict, dim: int, hidden:
         data=fingerprint(*trained_on),
         embedding_dim=dim,
         hidden_size=hidden,
-        early_stop=settings.options.relative_stop,
     )
     return model, history
 
@@ -147,13 +130,7 @@ def run(settings: Settings) -> dict:
                 "embedding_dim": dim,
                 "hidden_size": hidden,
                 "label": f"D={dim}, P={hidden}",
-                "validation_loss_per_epoch": history.validation_loss,
-                "train_loss_per_epoch": history.train_loss,
-                "epochs_run": len(history.train_loss),
-                "selected_epoch": (selected := selected_epoch(history, settings.training)),
-                "validation_loss": history.validation_loss[selected - 1],
-                "stopped_early": history.stopped_early,
-                "epoch_seconds": history.epoch_seconds,
+                **training_figures(history, settings.training),
                 "test_cross_entropy": loss,
                 "test_accuracy": accuracy,
                 "test_perplexity": math.exp(loss) if loss < 700 else math.inf,
@@ -223,7 +200,7 @@ EXPERIMENT = Experiment(
     data_file="data2.h5",
     description=__doc__,
     options=Options,
-    recipes={"modern": (MODERN, Options()), "original": (ORIGINAL, Options(relative_stop=True))},
+    recipes={"modern": (MODERN, Options()), "original": (ORIGINAL, Options())},
     run=run,
     report=report,
     summary=summary,

@@ -37,16 +37,11 @@ class History:
     epoch_seconds: list[float] = field(default_factory=list)
     stopped_early: bool = False
 
-
-def best_validation_epoch(history: History) -> int | None:
-    """The epoch (from 1) of the lowest validation loss (the first, if tied), if any."""
-    losses = history.validation_loss
-    return int(np.argmin(losses)) + 1 if losses else None
-
-
-def selected_epoch(history: History, config: TrainingConfig) -> int:
-    """The epoch (from 1) whose parameters `fit` leaves in the model."""
-    return (config.best_epoch and best_validation_epoch(history)) or len(history.train_loss)
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch (from 1) of the lowest validation loss (the first, if tied), if any."""
+        losses = self.validation_loss
+        return int(np.argmin(losses)) + 1 if losses else None
 
 
 class TrainingDiverged(RuntimeError):
@@ -157,7 +152,6 @@ class TrainingRun:
     config: TrainingConfig
     count: int  # training samples
     description: str
-    early_stopping: bool = False
     checkpoint: Any = None
     history: History = field(default_factory=History)
     epoch: int = 0
@@ -227,18 +221,18 @@ class TrainingRun:
         history.train_loss.append(self.loss_sum / self.count)
         history.epoch_seconds.append(self.seconds)
         try:
-            wants_stop = bool(after_epoch(epoch, history)) if after_epoch else False
+            if after_epoch:
+                after_epoch(epoch, history)
         except FloatingPointError as error:
             raise self.diverged(f"in the evaluation after epoch {epoch + 1}: {error}") from None
         if history.validation_loss and not math.isfinite(history.validation_loss[-1]):
             loss = history.validation_loss[-1]  # finite parameters can still overflow it
             raise self.diverged(f"the validation loss became {loss} after epoch {epoch + 1}")
         self.schedule.step()  # between compiled steps, as it must be
-        losses, patience = history.validation_loss, self.config.patience
-        since_best = len(losses) - best_validation_epoch(history) if losses else 0
-        if self.config.best_epoch and losses and since_best == 0:
+        since_best = len(history.validation_loss) - (history.best_epoch or 0)
+        if self.config.best_epoch and history.validation_loss and since_best == 0:
             self.best = self.model.state_dict()
-        history.stopped_early = (self.early_stopping and wants_stop) or 0 < patience <= since_best
+        history.stopped_early = 0 < self.config.patience <= since_best
         self.epoch, self.batch, self.loss_sum, self.seconds = epoch + 1, 0, 0.0, 0.0
         self.save(done=self.done)
         progress.end_epoch(history)
@@ -253,26 +247,23 @@ def fit(
     config: TrainingConfig,
     rng: np.random.Generator,
     description: str,
-    after_epoch: Callable[[int, History], bool] | None = None,
+    after_epoch: Callable[[int, History], None] | None = None,
     checkpoint=None,
-    early_stopping: bool = False,
 ) -> History:
     """Train ``model`` on mini-batches of ``count`` samples drawn by ``rng``.
 
     ``batch_loss(indices)``: the mean loss of the samples at ``indices``, an integer
     tensor on the model's device (in a compiled step: it must not read values in
-    Python). ``after_epoch(epoch, history)`` may record validation losses; it returns
-    True to stop early, which stops only with ``early_stopping``; ``config.patience``
-    stops it after that many epochs without a lower validation loss, and with
-    ``config.best_epoch`` the model ends with the parameters of its lowest. With
+    Python). ``after_epoch(epoch, history)`` may record validation losses: then
+    ``config.patience`` stops the run after that many epochs without a lower one, and
+    with ``config.best_epoch`` the model ends with the parameters of the lowest. With
     ``checkpoint``, the run it holds is continued (a finished one is not trained again;
     one that cannot be, `tasks.checkpoint.CheckpointError`) and saved at every epoch end
     and on Ctrl-C.
     """
     optimizer = config.make_optimizer(model.parameters())
     schedule = config.make_schedule(optimizer)
-    run = TrainingRun(model, optimizer, schedule, rng, config, count, description, early_stopping)
-    run.checkpoint = checkpoint
+    run = TrainingRun(model, optimizer, schedule, rng, config, count, description, checkpoint)
     if checkpoint is not None:
         checkpoint.restore(run)
     if run.done:

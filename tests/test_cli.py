@@ -191,17 +191,6 @@ def test_help_documents_every_option_with_its_default():
     assert "(default: orthogonal; --recipe original: xavier)" in text
 
 
-def test_early_stopping_waits_for_the_loss_to_start_falling():
-    from tasks.language_model import _converged
-
-    plateau = [4.781, 4.783, 4.772]
-    assert not _converged(plateau), "the initial plateau must not stop training"
-    assert not _converged([4.834, 4.808, 4.808]), "a 0.5 % dip on the plateau is not a start"
-    assert not _converged(plateau + [4.750, 4.588, 4.431])
-    assert _converged(plateau + [4.750, 4.588, 4.431, 4.420])
-    assert not _converged([4.0])
-
-
 def test_batches_cover_every_sample_once_per_epoch():
     from tasks.training import batches
 

@@ -31,7 +31,7 @@ ORIGINAL = {
     ),
     "language-model": (
         {"epochs": 50, "batch_size": 200, "lr": 0.15, "momentum": 0.85, "clip": None},
-        {"configs": ((32, 256), (16, 128), (8, 64)), "relative_stop": True},
+        {"configs": ((32, 256), (16, 128), (8, 64))},
     ),
     "activity": (
         {"epochs": 50, "batch_size": 32, "lr": 0.1, "momentum": 0.85, "clip": 5.0},
