@@ -76,16 +76,18 @@ class Settings(Common):
 
     def check_fits(self, setting: str, parameters: int, activations: int) -> None:
         """Raise TooLarge naming ``setting`` (such as "--hidden-size 1000000000") when its
-        ``parameters`` (held three times: values, gradients, momentum buffers) and
-        ``activations`` (what a batch or an evaluation keeps, at least) need more memory
-        than the device has: a lower bound, checked before the model is made."""
+        ``parameters`` (held with their gradients and optimiser state: 3 times with SGD,
+        4 with Adam) and ``activations`` (what a batch or an evaluation keeps, at least)
+        need more memory than the device has: a lower bound, checked before the model
+        is made."""
         itemsize, memory = np.dtype(self.dtype).itemsize, device_memory(self.device)
-        needed = (3 * parameters + activations) * itemsize
+        copies = 4 if self.training.optimizer == "adam" else 3
+        needed = (copies * parameters + activations) * itemsize
         if memory is not None and needed > memory[0]:
             raise TooLarge(
                 f"{setting}: {parameters:,} parameters and {activations:,} activations need at "
-                f"least {byte_size(needed)} in {self.dtype} (values, gradients and momentum "
-                f"buffers), more than the {byte_size(memory[0])} of {memory[1]}; choose a "
+                f"least {byte_size(needed)} in {self.dtype} (values, gradients and optimiser "
+                f"state), more than the {byte_size(memory[0])} of {memory[1]}; choose a "
                 "smaller size"
             )
 

@@ -192,8 +192,8 @@ def summary(metrics: dict) -> str:
 # The modern recipe: docs/results.md.
 ORIGINAL = TrainingConfig(epochs=50, batch_size=200, lr=0.15, momentum=0.85)
 MODERN = TrainingConfig(
-    epochs=50, batch_size=200, lr=0.15, momentum=0.85, schedule="cosine", patience=5,
-    best_epoch=True,
+    epochs=50, batch_size=200, lr=0.03, momentum=0.85, optimizer="adam", weight_decay=0.1,
+    schedule="cosine", patience=10, best_epoch=True,
 )  # fmt: skip
 EXPERIMENT = Experiment(
     name="language-model",

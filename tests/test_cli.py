@@ -187,7 +187,7 @@ def test_help_documents_every_option_with_its_default():
     text = " ".join(run_cli("activity", "--help").stdout.split())
     for option in ("--init", "--standardize", "--no-standardize", "--validation-fraction"):
         assert option in text, option
-    assert "(default: 0.003; --recipe original: 0.1)" in text  # --lr
+    assert "(default: 0.001; --recipe original: 0.1)" in text  # --lr
     assert "(default: orthogonal; --recipe original: xavier)" in text
 
 
