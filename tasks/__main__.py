@@ -161,7 +161,7 @@ def run_experiment(e: Experiment, settings: Settings, command: str) -> dict:
         except metadata.PackageNotFoundError:
             metrics["versions"][package] = "not installed"
     write_json(settings.out / "metrics.json", metrics)
-    recipe = f"\n## Recipe\n\n{metrics['recipe']['description']}\n"
+    recipe = f"\n## Recipe\n\n`{metrics['recipe']['description']}`\n"
     write_text(settings.out / "report.md", e.report(metrics) + recipe)
     return metrics
 

@@ -154,10 +154,10 @@ class Checkpoint:
         chosen = {name: getattr(run.optimizer, name) for name in run.optimizer.HYPERPARAMETERS}
         model_before, optimizer_before = run.model.state_dict(), run.optimizer.state_dict()
         schedule = {**run.schedule.state_dict(), "count": meta["schedule"].get("count")}
-        try:  # the best parameters are checked by loading them first
-            for arrays in (parts["best"], parts["model"]):
-                if arrays:
-                    run.model.load_state_dict(arrays)
+        try:
+            if parts["best"]:  # checked by loading them; the last parameters come next
+                run.model.load_state_dict(parts["best"])
+            run.model.load_state_dict(parts["model"])
             run.optimizer.load_state_dict(parts["optimizer"])
             for name, value in chosen.items():  # the command's lr, momentum, ...
                 setattr(run.optimizer, name, value)

@@ -133,21 +133,20 @@ def describe_recipe(settings: Settings, experiment: Experiment) -> str:
         k: v for k, v in asdict(settings.training).items() if k not in ("progress", "compile")
     }
     values.update({k: v for k, v in asdict(settings.options).items() if modern[k] != original[k]})
-    return f"--recipe {settings.recipe}: {as_arguments(values)}"
+    return f"--recipe {settings.recipe} {as_arguments(values)}"
 
 
 def training_figures(history: History, config: TrainingConfig) -> dict[str, Any]:
     """A run's per-epoch figures for metrics.json, and the epoch whose parameters `fit`
     left in the model (with its validation loss, if any)."""
     selected = (config.best_epoch and history.best_epoch) or len(history.train_loss)
+    losses = history.validation_loss
     return {
         "epochs_run": len(history.train_loss),
         "stopped_early": history.stopped_early,
         "selected_epoch": selected,
-        "validation_loss": history.validation_loss[selected - 1]
-        if history.validation_loss
-        else None,
-        "validation_loss_per_epoch": history.validation_loss,
+        "validation_loss": losses[selected - 1] if losses else None,
+        "validation_loss_per_epoch": losses,
         "train_loss_per_epoch": history.train_loss,
         "epoch_seconds": history.epoch_seconds,
     }

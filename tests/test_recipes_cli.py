@@ -157,7 +157,7 @@ def test_the_report_says_when_the_validation_split_is_small(tmp_path, small_acti
     report = (tmp_path / "report.md").read_text()
     assert "**Only 15 validation series**" in report and "--validation-fraction" in report
     assert metrics["recipe"]["name"] == "modern"
-    assert "--recipe modern: --epochs 3 " in report
+    assert "`--recipe modern --epochs 3 " in report
     for part in ("--optimizer adam", "--init orthogonal", "--standardize", "--best-epoch"):
         assert part in report and part in metrics["recipe"]["description"], part
     (cell,) = metrics["cells"]

@@ -135,7 +135,8 @@ def test_resume_skips_finished_runs_and_restores_early_stopping(tmp_path):
     # epoch starts, the resumed run must stop after epoch 7 as well: the rule needs the
     # restored validation losses.
     command = ["language-model", "--quick", "--epochs", "8", "--no-progress", "--lr", "0.2"]
-    command += ["--optimizer", "adam", "--schedule", "constant", "--patience", "1"]
+    command += ["--optimizer", "adam", "--weight-decay", "0", "--schedule", "constant"]
+    command += ["--warmup", "0", "--patience", "1", "--best-epoch"]
     for config in ("8,16", "4,8", "6,12"):
         command += ["--config", config]
     uninterrupted = tmp_path / "uninterrupted"
