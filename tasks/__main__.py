@@ -34,7 +34,7 @@ try:  # Ctrl-C while the libraries load (a quarter second): no traceback, as lat
     from tinygrad_ee import DeviceError, get_backend
 
     from . import activity, autoencoder, checkpoint, language_model
-    from .experiment import QUICK_EPOCHS, Common, Experiment, Settings, TooLarge
+    from .experiment import QUICK_EPOCHS, Common, Experiment, Settings, TooLarge, describe_recipe
     from .files import CheckpointError, export_defaults, write_json, write_npz, write_text
     from .options import add_arguments, dtype_options, dtype_problem, given
     from .training import TrainingConfig, TrainingDiverged, TrainingInterrupted
@@ -74,10 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     for e in EXPERIMENTS.values():
         summary = e.description.split("\n")[0]
         sub = commands.add_parser(e.name, help=summary, description=e.description, **raw)
-        _add_experiment_arguments(sub, [e], e.training)
+        _add_experiment_arguments(sub, [e], e.recipes["modern"][0])
     summary = "the three experiments, each in its folder of OUT, and a report.md linking them"
     everything = commands.add_parser("all", help=summary, description=summary + ".", **raw)
-    _add_experiment_arguments(everything, EXPERIMENTS.values(), TrainingConfig)
+    _add_experiment_arguments(everything, list(EXPERIMENTS.values()), TrainingConfig)
     data = commands.add_parser("data", help="the embedded default data")
     data = data.add_subparsers(dest="data_command", required=True)
     export = data.add_parser("export", help="write data1.h5, data2.h5, data3.h5")
@@ -95,9 +95,11 @@ def _add_experiment_arguments(parser, experiments, training) -> None:
     class: each experiment's own), and each experiment's own options."""
     add_arguments(parser, Common)
     parser.set_defaults(**asdict(Common()))  # the command line reads these itself
-    add_arguments(parser, training, shared=isinstance(training, type))
+    shared, original = isinstance(training, type), experiments[0].recipes["original"]
+    add_arguments(parser, training, shared, None if shared else original[0])
     for e in experiments:
-        add_arguments(parser.add_argument_group(e.name), e.options)
+        modern, original = e.recipes["modern"][1], e.recipes["original"][1]
+        add_arguments(parser.add_argument_group(e.name), modern, original=original)
 
 
 def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -126,12 +128,14 @@ def _folders(args: argparse.Namespace) -> dict[str, Path]:
 
 def _settings(e: Experiment, args: argparse.Namespace) -> Settings:
     """The typed settings of one experiment's run: the one place a Namespace is read."""
-    training = replace(e.training, **given(args, TrainingConfig))
+    training, options = e.recipes[args.recipe]
+    training = replace(training, **given(args, TrainingConfig))
     if args.quick and "epochs" not in args:
         training.epochs = QUICK_EPOCHS
     data = args.data / e.data_file if args.data and is_folder(args.data) else args.data
     common = {**given(args, Common), "out": _folders(args)[e.name], "data": data}
-    return Settings(**common, training=training, options=e.options(**given(args, e.options)))
+    options = replace(options, **given(args, e.options))
+    return Settings(**common, training=training, options=options)
 
 
 def run_experiment(e: Experiment, settings: Settings, command: str) -> dict:
@@ -146,6 +150,7 @@ def run_experiment(e: Experiment, settings: Settings, command: str) -> dict:
         raise
     metrics.update(seconds=time.perf_counter() - start, resumed=settings.resume)
     metrics["configuration"] = {"command": command, **settings.configuration()}
+    metrics["recipe"] = {"name": settings.recipe, "description": describe_recipe(settings, e)}
     metrics.update(device=settings.device, dtype=settings.dtype, seed=settings.seed)
     packages = ["tinygrad-ee", "numpy", "h5py", "matplotlib", "tqdm"]
     packages += ["cupy"] if settings.device.startswith("cuda") else []
@@ -156,7 +161,8 @@ def run_experiment(e: Experiment, settings: Settings, command: str) -> dict:
         except metadata.PackageNotFoundError:
             metrics["versions"][package] = "not installed"
     write_json(settings.out / "metrics.json", metrics)
-    write_text(settings.out / "report.md", e.report(metrics))
+    recipe = f"\n## Recipe\n\n`{metrics['recipe']['description']}`\n"
+    write_text(settings.out / "report.md", e.report(metrics) + recipe)
     return metrics
 
 

@@ -19,12 +19,12 @@ from .files import CheckpointError, check_values, read_arrays, write_npz
 from .training import History, TrainingRun, describe_position, note
 
 FOLDER = "resume"  # training checkpoints live in OUT/resume/<run>.npz
-FORMAT, VERSION = "tinygrad-ee training checkpoint", 1
+FORMAT, VERSION = "tinygrad-ee training checkpoint", 2  # 2: schedules, best epochs
 POSITION = ("epoch", "batch", "loss_sum", "seconds")  # where a TrainingRun stands
 
 
-def _split(path: Path, arrays: dict[str, np.ndarray]) -> tuple[dict, dict, dict]:
-    """A training checkpoint's arrays: (meta, model arrays, optimiser arrays)."""
+def _split(path: Path, arrays: dict[str, np.ndarray]) -> tuple[dict, dict[str, dict]]:
+    """A training checkpoint's arrays: (meta, {"model", "optimizer", "best": arrays})."""
     if "meta" not in arrays:
         found = ", ".join(sorted(arrays)[:8]) or "nothing"
         raise CheckpointError(f"{path}: not a training checkpoint (no 'meta'; it holds: {found})")
@@ -32,15 +32,21 @@ def _split(path: Path, arrays: dict[str, np.ndarray]) -> tuple[dict, dict, dict]
         meta = json.loads(str(arrays["meta"]))
     except (ValueError, RecursionError) as error:
         raise CheckpointError(f"{path}: entry 'meta' is not a JSON string ({error})") from None
-    if not isinstance(meta, dict) or (meta.get("format"), meta.get("version")) != (FORMAT, VERSION):
-        raise CheckpointError(f"{path}: not a tinygrad-ee training checkpoint of version {VERSION}")
-    parts: dict[str, dict] = {"model": {}, "optimizer": {}, "meta": {}}
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a tinygrad-ee training checkpoint")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path}: a training checkpoint of version {meta.get('version')!r}, written by "
+            f"another version of tinygrad-ee (this one reads version {VERSION})"
+        )
+    parts: dict[str, dict] = {"model": {}, "optimizer": {}, "best": {}, "meta": {}}
     for name, array in arrays.items():
         part, _, key = name.partition("/")
         if part not in parts:
             raise CheckpointError(f"{path}: unexpected entry {name!r}")
         parts[part][key] = array
-    return meta, parts["model"], parts["optimizer"]
+    del parts["meta"]
+    return meta, parts
 
 
 def _count(value: Any) -> bool:
@@ -58,7 +64,7 @@ _OBJECT = (lambda value: isinstance(value, dict), "an object")
 _FLAG = (lambda value: isinstance(value, bool), "true or false")
 _NUMBERS = (lambda value: isinstance(value, list) and all(map(_number, value)), "numbers")
 _META = {  # what meta must hold: name -> (check, what it must be)
-    **dict.fromkeys(("identity", "settings", "history", "rng", "backend_rng"), _OBJECT),
+    **dict.fromkeys(("identity", "settings", "history", "rng", "backend_rng", "schedule"), _OBJECT),
     **dict.fromkeys(("epoch", "batch"), (_count, "a non-negative integer")),
     "loss_sum": (_number, "a finite number"),
     "seconds": (lambda value: _number(value) and value >= 0, "a non-negative number"),
@@ -79,13 +85,13 @@ def _check_fields(path: Path, where: str, given: dict, fields: dict, exact: bool
             raise CheckpointError(f"{path}: {where} {name!r} must be {description}, {got}")
 
 
-def read_training_checkpoint(path: str | Path, dtype: Any = None) -> tuple[dict, dict, dict]:
-    """(meta, model arrays, optimiser arrays) of a training checkpoint, checked (but not
-    against a model); its float values must be finite in ``dtype``."""
+def read_training_checkpoint(path: str | Path, dtype: Any = None) -> tuple[dict, dict[str, dict]]:
+    """(meta, {"model", "optimizer", "best": arrays}) of a training checkpoint, checked
+    (but not against a model); its float values must be finite in ``dtype``."""
     path = Path(path)
     arrays = read_arrays(path)
     check_values(path, arrays, dtype)
-    meta, model, optimizer = _split(path, arrays)
+    meta, parts = _split(path, arrays)
     _check_fields(path, "meta", meta, _META, exact=False)
     _check_fields(path, "history", meta["history"], _HISTORY, exact=True)
     if meta["history"]["stopped_early"] and not meta["done"]:
@@ -95,7 +101,7 @@ def read_training_checkpoint(path: str | Path, dtype: Any = None) -> tuple[dict,
             np.random.default_rng().bit_generator.state = meta[name]
         except Exception:  # ValueError, TypeError, KeyError, OverflowError
             raise CheckpointError(f"{path}: {name!r} is not a random generator state") from None
-    return meta, model, optimizer
+    return meta, parts
 
 
 @dataclass
@@ -126,10 +132,12 @@ class Checkpoint:
             "history": asdict(run.history),
             "rng": run.rng.bit_generator.state,
             "backend_rng": run.model.parameters()[0].backend.rng_state(),
+            "schedule": run.schedule.state_dict(),
         }
         arrays = {"meta": np.array(json.dumps(meta, allow_nan=False))}
-        arrays.update({f"model/{k}": v for k, v in run.model.state_dict().items()})
-        arrays.update({f"optimizer/{k}": v for k, v in run.optimizer.state_dict().items()})
+        parts = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict()}
+        for part, state in {**parts, "best": run.best or {}}.items():
+            arrays.update({f"{part}/{k}": v for k, v in state.items()})
         write_npz(self.path, arrays)
         self.saved = describe_position(run.epoch, run.batch)
 
@@ -139,19 +147,26 @@ class Checkpoint:
         if not (self.resume and self.path.exists()):
             return
         dtype = run.model.parameters()[0].dtype
-        meta, model_arrays, optimizer_arrays = read_training_checkpoint(self.path, dtype)
+        meta, parts = read_training_checkpoint(self.path, dtype)
         self._check_fits(meta, run)
+        if run.config.best_epoch and meta["history"]["validation_loss"] and not parts["best"]:
+            raise CheckpointError(f"{self.path}: holds no parameters of its best epoch (best/)")
         chosen = {name: getattr(run.optimizer, name) for name in run.optimizer.HYPERPARAMETERS}
         model_before, optimizer_before = run.model.state_dict(), run.optimizer.state_dict()
+        schedule = {**run.schedule.state_dict(), "count": meta["schedule"].get("count")}
         try:
-            run.model.load_state_dict(model_arrays)
-            run.optimizer.load_state_dict(optimizer_arrays)
+            if parts["best"]:  # checked by loading them; the last parameters come next
+                run.model.load_state_dict(parts["best"])
+            run.model.load_state_dict(parts["model"])
+            run.optimizer.load_state_dict(parts["optimizer"])
+            for name, value in chosen.items():  # the command's lr, momentum, ...
+                setattr(run.optimizer, name, value)
+            run.schedule.load_state_dict(schedule)  # its count; the command's lr, epochs
         except ValueError as error:
             run.model.load_state_dict(model_before)
             run.optimizer.load_state_dict(optimizer_before)
             raise CheckpointError(f"{self.path}: does not fit the model: {error}") from None
-        for name, value in chosen.items():  # the command's lr and momentum
-            setattr(run.optimizer, name, value)
+        run.best = (parts["best"] or None) if run.config.best_epoch else None
         run.rng.bit_generator.state = meta["rng"]
         run.model.parameters()[0].backend.set_rng_state(meta["backend_rng"])
         run.history = History(**meta["history"])
@@ -180,7 +195,7 @@ class Checkpoint:
                 f"{self.path}: cannot resume: it belongs to a different run ({'; '.join(differ)})"
                 ". Resume with the same settings, or start afresh in another --out"
             )
-        if meta["history"]["stopped_early"] and not run.early_stopping:
+        if meta["history"]["stopped_early"] and not run.config.patience:
             raise CheckpointError(
                 f"{self.path}: history 'stopped_early' is true, but this run has no early "
                 "stopping: the file was changed or belongs to another program"
@@ -218,7 +233,7 @@ def prepare(out: Path, folders: Iterable[tuple[str, Path]], resume: bool, dtype:
             leftover.unlink(missing_ok=True)
         for path in sorted(folder.glob("*.npz")):
             try:
-                meta, _, _ = read_training_checkpoint(path, dtype)
+                meta, _ = read_training_checkpoint(path, dtype)
             except CheckpointError as error:
                 raise CheckpointError(
                     f"{error}. It cannot be resumed: remove it (or all of {folder}/, or "

@@ -19,16 +19,21 @@ import tinygrad_ee as tg
 from tinygrad_ee import nn
 
 from .checkpoint import FOLDER, Checkpoint
-from .options import option, positive_int, seed
-from .training import TrainingConfig, fit
+from .options import as_arguments, option, positive_int, seed
+from .training import History, TrainingConfig, fit
 
 QUICK_EPOCHS = 2
+RECIPES = ("modern", "original")  # each experiment's defaults: Experiment.recipes
 
 
 @dataclass
 class Common:
     """The options of every experiment command."""
 
+    recipe: str = option(
+        "modern", "the defaults below: modern (chosen on validation data) or the original "
+        "experiment's (docs/results.md)", choices=RECIPES,
+    )  # fmt: skip
     device: str = option("cpu", "cpu, cuda or cuda:N")
     data: Path | None = option(
         None,
@@ -71,52 +76,80 @@ class Settings(Common):
 
     def check_fits(self, setting: str, parameters: int, activations: int) -> None:
         """Raise TooLarge naming ``setting`` (such as "--hidden-size 1000000000") when its
-        ``parameters`` (held three times: values, gradients, momentum buffers) and
-        ``activations`` (what a batch or an evaluation keeps, at least) need more memory
-        than the device has: a lower bound, checked before the model is made."""
+        ``parameters`` (held with their gradients and optimiser state: 3 times with SGD,
+        4 with Adam) and ``activations`` (what a batch or an evaluation keeps, at least)
+        need more memory than the device has: a lower bound, checked before the model
+        is made."""
         itemsize, memory = np.dtype(self.dtype).itemsize, device_memory(self.device)
-        needed = (3 * parameters + activations) * itemsize
+        copies = 4 if self.training.optimizer == "adam" else 3
+        needed = (copies * parameters + activations) * itemsize
         if memory is not None and needed > memory[0]:
             raise TooLarge(
                 f"{setting}: {parameters:,} parameters and {activations:,} activations need at "
-                f"least {byte_size(needed)} in {self.dtype} (values, gradients and momentum "
-                f"buffers), more than the {byte_size(memory[0])} of {memory[1]}; choose a "
+                f"least {byte_size(needed)} in {self.dtype} (values, gradients and optimiser "
+                f"state), more than the {byte_size(memory[0])} of {memory[1]}; choose a "
                 "smaller size"
             )
 
-    def model(self, make: Callable[..., nn.Module], *sizes: Any) -> nn.Module:
-        """``make(*sizes)`` on this run's device and dtype, initialised from its seed."""
+    def model(self, make: Callable[..., nn.Module], *sizes: Any, **options: Any) -> nn.Module:
+        """``make(*sizes, **options)`` on this run's device and dtype, initialised from
+        its seed."""
         nn.seed(self.seed, self.device)
-        return make(*sizes, device=self.device, dtype=self.dtype)
+        return make(*sizes, **options, device=self.device, dtype=self.dtype)
 
     def fit(self, model, batch_loss, count, run, description, after_epoch=None, **identity):
         """`tasks.training.fit` -> History, with these training settings, the batch order
         drawn from the seed, and the checkpoint ``OUT/resume/<run>.npz``, identified by
-        ``identity`` (model settings, data fingerprint) and these settings. It stops early
-        when ``identity`` says ``early_stop=True``, as the checkpoint then does."""
+        ``identity`` (model settings, data fingerprint) and these settings."""
         identity = {"run": run, **identity, "dtype": self.dtype, "seed": self.seed}
-        identity.update(batch_size=self.training.batch_size, quick=self.quick)
-        path, early = self.out / FOLDER / f"{run}.npz", identity.get("early_stop", False)
+        identity.update(self.training.identity(), quick=self.quick)
+        path, rng = self.out / FOLDER / f"{run}.npz", np.random.default_rng(self.seed)
         checkpoint = Checkpoint(path, identity, device=self.device, resume=self.resume)
-        rng, config = np.random.default_rng(self.seed), self.training
         return fit(
-            model, batch_loss, count, config, rng, description, after_epoch, checkpoint, early
+            model, batch_loss, count, self.training, rng, description, after_epoch, checkpoint
         )
 
 
 @dataclass(frozen=True)
 class Experiment:
     """One experiment: its command, the file it reads from a --data folder, its
-    options and training defaults, and what it does."""
+    options, its recipes (the defaults of each --recipe), and what it does."""
 
     name: str
     data_file: str
     description: str  # for --help; its first line is the summary
     options: type  # a dataclass of `option` fields
-    training: TrainingConfig
+    recipes: dict[str, tuple[TrainingConfig, Any]]  # recipe -> (training, options)
     run: Callable[[Settings], dict]  # train, evaluate, plot: the figures of metrics.json
     report: Callable[[dict], str]  # report.md, from the metrics
     summary: Callable[[dict], str]  # one line, for the terminal and `all`'s report
+
+
+def describe_recipe(settings: Settings, experiment: Experiment) -> str:
+    """The recipe of a run, for report.md and metrics.json: its training settings and
+    the options that the experiment's recipes set differently, as command-line options."""
+    modern, original = (asdict(experiment.recipes[name][1]) for name in RECIPES)
+    values = {
+        k: v for k, v in asdict(settings.training).items() if k not in ("progress", "compile")
+    }
+    values.update({k: v for k, v in asdict(settings.options).items() if modern[k] != original[k]})
+    return f"--recipe {settings.recipe} {as_arguments(values)}"
+
+
+def training_figures(history: History, config: TrainingConfig) -> dict[str, Any]:
+    """A run's per-epoch figures for metrics.json, and the epoch whose parameters `fit`
+    left in the model (with its validation loss, if any)."""
+    selected = (config.best_epoch and history.best_epoch) or len(history.train_loss)
+    losses = history.validation_loss
+    return {
+        "epochs_run": len(history.train_loss),
+        "stopped_early": history.stopped_early,
+        "selected_epoch": selected,
+        "validation_loss": losses[selected - 1] if losses else None,
+        "validation_loss_per_epoch": losses,
+        "train_loss_per_epoch": history.train_loss,
+        "epoch_seconds": history.epoch_seconds,
+    }
 
 
 class TooLarge(ValueError):

@@ -18,27 +18,52 @@ MAX_SEED = 2**64 - 1
 
 def option(default: Any = MISSING, help: str = "", parse=None, flag=None, in_dtype=False, **more):
     """A field and its option ``--name`` (or ``flag``), parsed by ``parse``; a bool field
-    is a switch (a ``flag`` such as "--no-sweep" turns a True default off). ``in_dtype``:
+    is a switch (a ``flag`` such as "--no-sweep" turns a True default off), or with
+    ``action=argparse.BooleanOptionalAction`` both --name and --no-name. ``in_dtype``:
     a number the run's dtype must hold. ``more``: argparse's choices, metavar, action."""
     metadata = {"help": help, "parse": parse, "flag": flag, "in_dtype": in_dtype, "more": more}
     return field(default=default, metadata=metadata)
 
 
-def add_arguments(parser, settings, shared: bool = False) -> None:
+def add_arguments(parser, settings, shared: bool = False, original=None) -> None:
     """An argument per field of ``settings`` (a dataclass, or an instance holding the
-    defaults to show; ``shared``: each experiment has its own). Options not given are
-    not stored (see `given`)."""
+    defaults to show; ``shared``: each experiment has its own; ``original``: the
+    instance of --recipe original, whose values are shown where they differ). Options
+    not given are not stored (see `given`)."""
     for item in fields(settings):
         meta, default = item.metadata, getattr(settings, item.name, None)
         more, help = {"dest": item.name, "default": argparse.SUPPRESS, **meta["more"]}, meta["help"]
-        if item.type == "bool":  # a switch
+        switch = item.type == "bool" and "action" not in more  # else: --X and --no-X
+        if switch:
             more["action"] = "store_false" if default else "store_true"
-        else:
+        elif item.type != "bool":
             more["type"] = meta["parse"]
-            shown = f"{default:g}" if isinstance(default, float) else default
-            shown = "the experiment's" if shared else "none" if default is None else shown
-            help += "" if "(default:" in help else f" (default: {shown})"
+        if not switch and "(default:" not in help:
+            shown = "the experiment's" if shared else _shown(default)
+            if original is not None and getattr(original, item.name) != default:
+                shown += f"; --recipe original: {_shown(getattr(original, item.name))}"
+            help += f" (default: {shown})"
         parser.add_argument(meta["flag"] or "--" + item.name.replace("_", "-"), help=help, **more)
+
+
+def _shown(value: Any) -> str:
+    """An option's value as --help shows it."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else "none" if value is None else str(value)
+
+
+def as_arguments(values: dict[str, Any]) -> str:
+    """Settings as the options that give them: {"lr": 0.1, "best_epoch": False, "clip":
+    None} -> "--lr 0.1 --no-best-epoch --clip 0"."""
+    flags = []
+    for name, value in values.items():
+        name = name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(f"--{name}" if value else f"--no-{name}")
+        else:
+            flags.append(f"--{name} {_shown(value or 0)}")
+    return " ".join(flags)
 
 
 def given(args: argparse.Namespace, settings: type) -> dict[str, Any]:
@@ -78,6 +103,7 @@ def _checked(convert, accept, expected: str):
 
 
 positive_int = _checked(int, lambda v: v >= 1, "must be at least 1")
+non_negative_int = _checked(int, lambda v: v >= 0, "must be at least 0")
 positive = _checked(float, lambda v: 0 < v < math.inf, "must be finite and positive")
 non_negative = _checked(float, lambda v: 0 <= v < math.inf, "must be finite and not negative")
 below_one = _checked(float, lambda v: 0 <= v < 1, "must lie in [0, 1)")

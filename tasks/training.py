@@ -25,31 +25,7 @@ import tinygrad_ee as tg
 from data import unholdable
 from tinygrad_ee import nn, optim
 
-from .options import below_one, non_negative, option, positive, positive_int
-
-
-@dataclass
-class TrainingConfig:
-    """How a model is trained; each experiment has its own values (docs/experiments.md)."""
-
-    epochs: int = option(help="training epochs", parse=positive_int)
-    batch_size: int = option(help="mini-batch size", parse=positive_int)
-    lr: float = option(help="learning rate", parse=positive, in_dtype=True)
-    momentum: float = option(help="momentum, in [0, 1)", parse=below_one, in_dtype=True)
-    clip: float | None = option(
-        None, "max global gradient norm, 0 for none", parse=non_negative, in_dtype=True
-    )
-    progress: bool = option(True, "no progress bars (for logs)", flag="--no-progress")
-    compile: bool = option(
-        True, "train op by op, not with compiled steps (traced once, replayed)", flag="--no-compile"
-    )
-
-    def __post_init__(self) -> None:
-        self.clip = self.clip or None  # 0: no clipping
-
-    def optimizer(self, parameters: list[nn.Parameter]) -> optim.Optimizer:
-        """The optimiser these settings describe."""
-        return optim.SGD(parameters, lr=self.lr, momentum=self.momentum)
+from .recipe import TrainingConfig
 
 
 @dataclass
@@ -60,6 +36,12 @@ class History:
     validation_loss: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
     stopped_early: bool = False
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch (from 1) of the lowest validation loss (the first, if tied), if any."""
+        losses = self.validation_loss
+        return int(np.argmin(losses)) + 1 if losses else None
 
 
 class TrainingDiverged(RuntimeError):
@@ -160,21 +142,23 @@ class Progress:
 class TrainingRun:
     """One run of `fit`, and what a checkpoint saves of it: ``epoch`` epochs done, and
     ``batch`` batches of the next (after a Ctrl-C), whose per-sample losses sum to
-    ``loss_sum``, in ``seconds``. ``rng`` draws the batch order."""
+    ``loss_sum``, in ``seconds``. ``rng`` draws the batch order; ``best`` holds the
+    parameters of the best validation epoch so far (with ``config.best_epoch``)."""
 
     model: nn.Module
     optimizer: optim.Optimizer
+    schedule: optim.Schedule
     rng: np.random.Generator
     config: TrainingConfig
     count: int  # training samples
     description: str
-    early_stopping: bool = False
     checkpoint: Any = None
     history: History = field(default_factory=History)
     epoch: int = 0
     batch: int = 0
     loss_sum: float = 0.0
     seconds: float = 0.0
+    best: dict[str, np.ndarray] | None = None
 
     @property
     def batches_per_epoch(self) -> int:
@@ -237,13 +221,18 @@ class TrainingRun:
         history.train_loss.append(self.loss_sum / self.count)
         history.epoch_seconds.append(self.seconds)
         try:
-            wants_stop = bool(after_epoch(epoch, history)) if after_epoch else False
+            if after_epoch:
+                after_epoch(epoch, history)
         except FloatingPointError as error:
             raise self.diverged(f"in the evaluation after epoch {epoch + 1}: {error}") from None
         if history.validation_loss and not math.isfinite(history.validation_loss[-1]):
             loss = history.validation_loss[-1]  # finite parameters can still overflow it
             raise self.diverged(f"the validation loss became {loss} after epoch {epoch + 1}")
-        history.stopped_early = self.early_stopping and wants_stop
+        self.schedule.step()  # between compiled steps, as it must be
+        since_best = len(history.validation_loss) - (history.best_epoch or 0)
+        if self.config.best_epoch and history.validation_loss and since_best == 0:
+            self.best = self.model.state_dict()
+        history.stopped_early = 0 < self.config.patience <= since_best
         self.epoch, self.batch, self.loss_sum, self.seconds = epoch + 1, 0, 0.0, 0.0
         self.save(done=self.done)
         progress.end_epoch(history)
@@ -258,32 +247,36 @@ def fit(
     config: TrainingConfig,
     rng: np.random.Generator,
     description: str,
-    after_epoch: Callable[[int, History], bool] | None = None,
+    after_epoch: Callable[[int, History], None] | None = None,
     checkpoint=None,
-    early_stopping: bool = False,
 ) -> History:
     """Train ``model`` on mini-batches of ``count`` samples drawn by ``rng``.
 
     ``batch_loss(indices)``: the mean loss of the samples at ``indices``, an integer
     tensor on the model's device (in a compiled step: it must not read values in
-    Python). ``after_epoch(epoch, history)`` may record validation losses; it returns
-    True to stop early, which stops only with ``early_stopping``. With ``checkpoint``,
-    the run it holds is continued (a finished one is not trained again; one that cannot
-    be, `tasks.checkpoint.CheckpointError`) and saved at every epoch end and on Ctrl-C.
+    Python). ``after_epoch(epoch, history)`` may record validation losses: then
+    ``config.patience`` stops the run after that many epochs without a lower one, and
+    with ``config.best_epoch`` the model ends with the parameters of the lowest. With
+    ``checkpoint``, the run it holds is continued (a finished one is not trained again;
+    one that cannot be, `tasks.checkpoint.CheckpointError`) and saved at every epoch end
+    and on Ctrl-C.
     """
-    optimizer = config.optimizer(model.parameters())
-    run = TrainingRun(model, optimizer, rng, config, count, description, early_stopping, checkpoint)
+    optimizer = config.make_optimizer(model.parameters())
+    schedule = config.make_schedule(optimizer)
+    run = TrainingRun(model, optimizer, schedule, rng, config, count, description, checkpoint)
     if checkpoint is not None:
         checkpoint.restore(run)
     if run.done:
         stopped = ", stopped early" if run.history.stopped_early else ""
         note(f"{description}: already trained ({run.epoch} epochs{stopped}): not trained again")
-        return run.history
-    step = make_step(model, optimizer, batch_loss, config)
-    progress = Progress(description, config.epochs, run.epoch, config.progress)
-    with _stop_on_ctrl_c() as stop:
-        while not run.done:
-            run.train_epoch(run.epoch, step, stop, progress)
-            run.end_epoch(run.epoch, after_epoch, stop, progress)
-    progress.epochs.close()
+    else:
+        step = make_step(model, optimizer, batch_loss, config)
+        progress = Progress(description, config.epochs, run.epoch, config.progress)
+        with _stop_on_ctrl_c() as stop:
+            while not run.done:
+                run.train_epoch(run.epoch, step, stop, progress)
+                run.end_epoch(run.epoch, after_epoch, stop, progress)
+        progress.epochs.close()
+    if run.best is not None:
+        model.load_state_dict(run.best)
     return run.history

@@ -117,7 +117,7 @@ def test_activity_run_writes_confusion_matrices_and_a_reloadable_checkpoint(runs
     data = default_activity(seed=0)
     model = load_model(
         runs["activity"] / "activity_gru.npz",
-        SequenceClassifier("gru", data.train_x.shape[2], classes),
+        SequenceClassifier("gru", data.train_x.shape[2], classes, standardize=True),
     )
     keep = quick_subset(len(data.test_y), 160, seed=0)  # what --quick uses
     test_x, test_y = data.test_x[keep], data.test_y[keep]
@@ -174,20 +174,21 @@ def test_help_documents_every_option_with_its_default():
         "--beta",
         "--rho",
         "--no-sweep",
+        "--recipe",
+        "--optimizer",
+        "--weight-decay",
+        "--schedule",
+        "--warmup",
+        "--patience",
+        "--best-epoch",
     ):
         assert option in completed.stdout, option
     assert "(default: 200)" in completed.stdout  # epochs
-
-
-def test_early_stopping_waits_for_the_loss_to_start_falling():
-    from tasks.language_model import _converged
-
-    plateau = [4.781, 4.783, 4.772]
-    assert not _converged(plateau), "the initial plateau must not stop training"
-    assert not _converged([4.834, 4.808, 4.808]), "a 0.5 % dip on the plateau is not a start"
-    assert not _converged(plateau + [4.750, 4.588, 4.431])
-    assert _converged(plateau + [4.750, 4.588, 4.431, 4.420])
-    assert not _converged([4.0])
+    text = " ".join(run_cli("activity", "--help").stdout.split())
+    for option in ("--init", "--standardize", "--no-standardize", "--validation-fraction"):
+        assert option in text, option
+    assert "(default: 0.001; --recipe original: 0.1)" in text  # --lr
+    assert "(default: orthogonal; --recipe original: xavier)" in text
 
 
 def test_batches_cover_every_sample_once_per_epoch():
@@ -222,6 +223,14 @@ def test_data_export_writes_the_three_layouts_the_loaders_read(tmp_path):
         ["activity", "--clip", "inf"],
         ["autoencoder", "--lam", "nan"],
         ["autoencoder", "--momentum", "1"],
+        ["activity", "--optimizer", "rmsprop"],
+        ["activity", "--schedule", "linear"],
+        ["activity", "--warmup", "-1"],
+        ["activity", "--patience", "1.5"],
+        ["activity", "--weight-decay", "-0.1"],
+        ["activity", "--validation-fraction", "1"],
+        ["activity", "--init", "zeros"],
+        ["activity", "--recipe", "new"],
     ],
 )
 def test_out_of_range_options_are_usage_errors(args, capsys):

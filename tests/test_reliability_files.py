@@ -528,7 +528,7 @@ def test_a_checkpoint_write_interrupted_before_the_rename_keeps_the_previous_one
         train_small(path, epochs=2, resume=True)
     monkeypatch.undo()
     assert path.read_bytes() == before
-    meta, _, _ = read_training_checkpoint(path)
+    meta, _ = read_training_checkpoint(path)
     assert meta["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.npz"], "a temporary file was left"
 

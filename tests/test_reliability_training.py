@@ -23,18 +23,14 @@ from tasks.checkpoint import read_training_checkpoint
 from tasks.files import read_arrays
 
 # 288 training series in batches of 32: 9 batches per epoch, 3 epochs, about a second.
+# Adam with weight decay, a learning rate that warms up to 0.3 (too large: epoch 1 is the
+# best, so a resumed run must take its parameters from the checkpoint), best-epoch
+# selection and standardised inputs: every part of the state a resumed run must restore.
 ACTIVITY = [
-    "activity",
-    "--quick",
-    "--cell",
-    "rnn",
-    "--recurrent-size",
-    "8",
-    "--epochs",
-    "3",
-    "--seed",
-    "3",
-    "--no-progress",
+    *["activity", "--quick", "--cell", "rnn", "--recurrent-size", "8", "--epochs", "3"],
+    *["--optimizer", "adam", "--lr", "0.3", "--weight-decay", "0.01", "--warmup", "2"],
+    *["--schedule", "constant", "--best-epoch", "--patience", "0", "--standardize"],
+    *["--seed", "3", "--no-progress"],
 ]
 BATCHES = 9
 AUTOENCODER = ["autoencoder", "--quick", "--no-sweep", "--no-progress"]
@@ -129,19 +125,24 @@ def test_sigkill_then_resume_ends_with_identical_parameters(tmp_path, baseline, 
     assert not leftover.exists()
     assert_identical(tmp_path, baseline, "activity_rnn.npz")
     assert losses(tmp_path) == losses(baseline)
+    (cell,) = json.loads((tmp_path / "metrics.json").read_text())["cells"]
+    assert cell["selected_epoch"] == 1
 
 
 def test_resume_skips_finished_runs_and_restores_early_stopping(tmp_path):
-    # Three language-model runs; on this data D=8,P=16 stops early after 3 epochs and
-    # D=4,P=8 after 4. Killed right after D=4,P=8's third checkpoint, the resumed run
-    # must stop after epoch 4 as well: the rule needs the restored validation losses.
-    command = ["language-model", "--quick", "--epochs", "6", "--no-progress"]
+    # Three language-model runs with patience 1; on this data D=8,P=16 stops after 6
+    # epochs and D=4,P=8 after 7 (its best epoch is the 6th). Killed as D=4,P=8's sixth
+    # epoch starts, the resumed run must stop after epoch 7 as well: the rule needs the
+    # restored validation losses.
+    command = ["language-model", "--quick", "--epochs", "8", "--no-progress", "--lr", "0.2"]
+    command += ["--optimizer", "adam", "--weight-decay", "0", "--schedule", "constant"]
+    command += ["--warmup", "0", "--patience", "1", "--best-epoch"]
     for config in ("8,16", "4,8", "6,12"):
         command += ["--config", config]
     uninterrupted = tmp_path / "uninterrupted"
     assert run_cli(*command, "--out", str(uninterrupted)).returncode == 0
     out = tmp_path / "out"
-    killed = run_cli(*command, "--out", str(out), program=killed_at("language model D=4, P=8:4:0"))
+    killed = run_cli(*command, "--out", str(out), program=killed_at("language model D=4, P=8:6:0"))
     assert killed.returncode == -signal.SIGKILL
     assert sorted(p.name for p in (out / "resume").glob("*.npz")) == [
         "language_model_D4_P8.npz",
@@ -150,13 +151,14 @@ def test_resume_skips_finished_runs_and_restores_early_stopping(tmp_path):
     resumed = run_cli(*command, "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     stderr = clean(resumed)
-    assert "D=8, P=16: already trained (3 epochs, stopped early)" in stderr
-    assert "D=4, P=8: resuming from" in stderr and "(end of epoch 3)" in stderr
+    assert "D=8, P=16: already trained (6 epochs, stopped early)" in stderr
+    assert "D=4, P=8: resuming from" in stderr and "(end of epoch 5)" in stderr
     for config in ("D8_P16", "D4_P8", "D6_P12"):
         assert_identical(out, uninterrupted, f"language_model_{config}.npz")
     assert losses(out) == losses(uninterrupted)
     runs = json.loads((out / "metrics.json").read_text())["configurations"]
-    assert [(r["epochs_run"], r["stopped_early"]) for r in runs][:2] == [(3, True), (4, True)]
+    assert [(r["epochs_run"], r["stopped_early"]) for r in runs][:2] == [(6, True), (7, True)]
+    assert [r["selected_epoch"] for r in runs][:2] == [5, 6]
 
 
 def test_all_resumes_each_experiment_in_its_own_folder(tmp_path):
@@ -196,7 +198,7 @@ def test_ctrl_c_mid_epoch_saves_exits_130_and_resumes_bit_for_bit(tmp_path, base
     checkpoint = tmp_path / "resume" / "activity_rnn.npz"
     assert "interrupted: activity rnn stopped at epoch 2, batch 4 of 9" in stderr
     assert str(checkpoint) in stderr and "--resume" in stderr
-    meta, _, _ = read_training_checkpoint(checkpoint)
+    meta, _ = read_training_checkpoint(checkpoint)
     assert (meta["epoch"], meta["batch"], meta["done"]) == (1, 4, False)
 
     # Without --resume, the unfinished run's checkpoint is not overwritten.
@@ -232,7 +234,7 @@ def test_sigint_from_outside_stops_cleanly_and_the_run_resumes(tmp_path, baselin
     assert "Traceback" not in stderr
     assert "interrupted: activity rnn stopped at" in stderr and str(checkpoint) in stderr
     assert "to continue: " in stderr and "--resume" in stderr
-    meta, _, _ = read_training_checkpoint(checkpoint)
+    meta, _ = read_training_checkpoint(checkpoint)
     assert not meta["done"]
 
     # Sent right after epoch 1's checkpoint, the signal stops it in epoch 2 at the latest.
@@ -438,21 +440,28 @@ def set_entry(name: str, value: float, dtype: str = "float32"):
             "model/",
             "holds 1e+300 at index (0,), beyond the range of the run's float32",
         ),
-        # a momentum buffer: it used to be trained on and blamed on --lr (exit 3)
+        # an optimiser moment: it used to be trained on and blamed on --lr (exit 3)
         (
-            set_entry("optimizer/velocity.0", np.nan),
+            set_entry("optimizer/first_moment.0", np.nan),
             "2",
-            "optimizer/velocity.0",
+            "optimizer/first_moment.0",
             "holds a NaN or infinite value: nan at index (0, 0)",
         ),
         (
-            set_entry("optimizer/velocity.1", -np.inf),
+            set_entry("optimizer/second_moment.1", -np.inf),
             "2",
-            "optimizer/velocity.1",
+            "optimizer/second_moment.1",
             "holds a NaN or infinite value: -inf at index (0, 0)",
         ),
+        # the parameters of the best epoch, which the run would end with
+        (
+            set_entry("best/", np.inf),
+            "2",
+            "best/",
+            "holds a NaN or infinite value: inf at index (0,)",
+        ),
     ],
-    ids=["model-1e300", "velocity-nan", "velocity-inf"],
+    ids=["model-1e300", "moment-nan", "moment-inf", "best-inf"],
 )
 def test_a_checkpoint_value_the_runs_dtype_cannot_hold_is_refused_naming_the_entry(
     tmp_path, one_epoch, change, epochs, entry, problem
@@ -473,6 +482,30 @@ def test_stopped_early_on_a_run_without_early_stopping_is_refused(tmp_path, one_
     stderr = clean(result)
     assert f"error: {checkpoint}: history 'stopped_early' is true" in stderr
     assert "no early stopping" in stderr
+
+
+def _drop_best(arrays, meta):
+    for name in [name for name in arrays if name.startswith("best/")]:
+        del arrays[name]
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        # version 1 had no schedule, no best parameters and no weight decay key
+        (lambda arrays, meta: meta.update(version=1), "a training checkpoint of version 1"),
+        (_drop_best, "holds no parameters of its best epoch"),
+    ],
+    ids=["version-1", "no-best"],
+)
+def test_a_checkpoint_of_another_version_or_without_its_best_epoch_is_refused(
+    tmp_path, one_epoch, change, problem
+):
+    checkpoint = tiny_run_checkpoint(tmp_path, one_epoch)
+    rewrite(checkpoint, change)
+    result = run_cli(*TINY, "--epochs", "2", "--resume", "--out", str(tmp_path))
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"error: {checkpoint}: {problem}" in clean(result)
 
 
 def test_a_resume_folder_linking_outside_out_is_refused_and_nothing_there_is_deleted(
