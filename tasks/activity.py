@@ -18,7 +18,7 @@ from models import CELLS, SequenceClassifier
 from models.recurrent import INITS
 
 from . import plots
-from .experiment import Experiment, Settings, evaluate, fingerprint, rows, training_figures
+from .experiment import Experiment, Settings, evaluate, fingerprint, training_figures
 from .files import save_model
 from .options import open_unit_interval, option, positive_int
 from .training import TrainingConfig
@@ -92,7 +92,7 @@ def _train(settings: Settings, cell: str, data: ActivityData, splits: dict, tens
     x, y = tensors["train"]
     history = settings.fit(
         model,
-        lambda idx: model.loss(rows(x, idx), rows(y, idx)),
+        lambda idx: model.loss(x[idx], y[idx]),
         x.shape[0],
         f"activity_{cell}",
         f"activity {cell}",
@@ -200,16 +200,8 @@ MODERN = TrainingConfig(
     epochs=30, batch_size=32, lr=1e-3, momentum=0.85, clip=1.0, optimizer="adam",
     schedule="cosine", warmup=2, patience=10, best_epoch=True,
 )  # fmt: skip
-EXPERIMENT = Experiment(
-    name="activity",
-    data_file="data3.h5",
-    description=__doc__,
-    options=Options,
-    recipes={
-        "modern": (MODERN, Options()),
-        "original": (ORIGINAL, Options(init="xavier", standardize=False)),
-    },
-    run=run,
-    report=report,
-    summary=summary,
-)
+RECIPES = {
+    "modern": (MODERN, Options()),
+    "original": (ORIGINAL, Options(init="xavier", standardize=False)),
+}
+EXPERIMENT = Experiment("activity", "data3.h5", __doc__, Options, RECIPES, run, report, summary)

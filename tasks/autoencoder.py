@@ -15,7 +15,7 @@ from data import DataError, default_patches, load_patches, preprocess_patches, q
 from models import SparseAutoencoder
 
 from . import plots
-from .experiment import Experiment, Settings, fingerprint, rows, training_figures
+from .experiment import Experiment, Settings, fingerprint, training_figures
 from .files import save_model
 from .options import non_negative, open_unit_interval, option, positive_int
 from .training import TrainingConfig
@@ -72,7 +72,7 @@ def _train(settings: Settings, x: tg.Tensor, data: str, hidden: int, lam: float,
     model = settings.model(SparseAutoencoder, x.shape[1], hidden)
     history = settings.fit(
         model,
-        lambda indices: model.loss(rows(x, indices), lam, o.beta, o.rho),
+        lambda indices: model.loss(x[indices], lam, o.beta, o.rho),
         x.shape[0],
         run,
         run if run == "autoencoder" else f"sweep hidden={hidden} lambda={lam:g}",
@@ -178,13 +178,5 @@ def summary(metrics: dict) -> str:
 # activation within an epoch with the exact gradient of J; 0.01 trains to rho_hat ~ rho
 # (docs/results.md). --lr 0.075 gives the original value.
 ORIGINAL = TrainingConfig(epochs=200, batch_size=32, lr=0.01, momentum=0.85)
-EXPERIMENT = Experiment(
-    name="autoencoder",
-    data_file="data1.h5",
-    description=__doc__,
-    options=Options,
-    recipes={"modern": (ORIGINAL, Options()), "original": (ORIGINAL, Options())},
-    run=run,
-    report=report,
-    summary=summary,
-)
+RECIPES = {"modern": (ORIGINAL, Options()), "original": (ORIGINAL, Options())}
+EXPERIMENT = Experiment("autoencoder", "data1.h5", __doc__, Options, RECIPES, run, report, summary)

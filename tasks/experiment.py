@@ -187,21 +187,13 @@ def fingerprint(*arrays: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
-def rows(data: tg.Tensor, indices: np.ndarray | tg.Tensor) -> tg.Tensor:
-    """The rows of a device tensor at ``indices`` (host indices, or a tensor of them on
-    the data's device, as in a training step): a gather on the device."""
-    if not isinstance(indices, tg.Tensor):
-        indices = tg.Tensor(indices, device=data.device)
-    return data[indices]
-
-
 def evaluate(log_probs, inputs: tg.Tensor, truth: np.ndarray, size: int = 1000):
     """(mean cross-entropy, accuracy, predicted classes) of ``log_probs(batch)`` (N, K)
     over the rows of ``inputs`` against the classes ``truth`` (N,), computed in batches
     of ``size`` rows without recording."""
     with tg.no_grad():
-        batches = (np.arange(i, min(i + size, len(truth))) for i in range(0, len(truth), size))
-        scores = np.concatenate([log_probs(rows(inputs, batch)).numpy() for batch in batches])
+        batches = (inputs[start : start + size] for start in range(0, len(truth), size))
+        scores = np.concatenate([log_probs(batch).numpy() for batch in batches])
     predicted = scores.argmax(axis=1)
     picked = scores[np.arange(len(truth)), truth]
     return float(-picked.mean()), float((predicted == truth).mean()), predicted

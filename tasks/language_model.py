@@ -18,7 +18,7 @@ from data import NgramData, default_ngrams, load_ngrams, quick_subset, require_r
 from models import FourGramLanguageModel
 
 from . import plots
-from .experiment import Experiment, Settings, evaluate, fingerprint, rows, training_figures
+from .experiment import Experiment, Settings, evaluate, fingerprint, training_figures
 from .files import save_model
 from .options import option
 from .training import TrainingConfig
@@ -84,7 +84,7 @@ def _train(settings: Settings, data: NgramData, tensors: dict, dim: int, hidden:
     trained_on = (data.train_context, data.train_target, data.val_context, data.val_target)
     history = settings.fit(
         model,
-        lambda idx: model.loss(rows(context, idx), rows(target, idx)),
+        lambda idx: model.loss(context[idx], target[idx]),
         len(data.train_target),
         f"language_model_D{dim}_P{hidden}",
         f"language model D={dim}, P={hidden}",
@@ -195,13 +195,7 @@ MODERN = TrainingConfig(
     epochs=50, batch_size=200, lr=0.03, momentum=0.85, optimizer="adam", weight_decay=0.1,
     schedule="cosine", patience=10, best_epoch=True,
 )  # fmt: skip
+RECIPES = {"modern": (MODERN, Options()), "original": (ORIGINAL, Options())}
 EXPERIMENT = Experiment(
-    name="language-model",
-    data_file="data2.h5",
-    description=__doc__,
-    options=Options,
-    recipes={"modern": (MODERN, Options()), "original": (ORIGINAL, Options())},
-    run=run,
-    report=report,
-    summary=summary,
+    "language-model", "data2.h5", __doc__, Options, RECIPES, run, report, summary
 )

@@ -95,7 +95,8 @@ def _checked(convert, accept, expected: str):
     def parse(text: str):
         value = convert(text)
         if not accept(value):
-            raise argparse.ArgumentTypeError(f"{expected}, got {text}")
+            shown = text if len(text) <= 30 else f"{text[:20]}... ({len(text)} characters)"
+            raise argparse.ArgumentTypeError(f"{expected}, got {shown}")
         return value
 
     parse.__name__ = convert.__name__  # argparse names it in "invalid float value"
@@ -108,14 +109,6 @@ positive = _checked(float, lambda v: 0 < v < math.inf, "must be finite and posit
 non_negative = _checked(float, lambda v: 0 <= v < math.inf, "must be finite and not negative")
 below_one = _checked(float, lambda v: 0 <= v < 1, "must lie in [0, 1)")
 open_unit_interval = _checked(float, lambda v: 0 < v < 1, "must lie strictly between 0 and 1")
-
-
-def seed(text: str) -> int:
-    """An argparse type: a random seed, an integer from 0 to MAX_SEED."""
-    value = int(text)
-    if not 0 <= value <= MAX_SEED:
-        shown = text if len(text) <= 30 else f"{text[:20]}... ({len(text)} characters)"
-        raise argparse.ArgumentTypeError(
-            f"must be an integer from 0 to 2**64 - 1 = {MAX_SEED}, got {shown}"
-        )
-    return value
+seed = _checked(
+    int, lambda v: 0 <= v <= MAX_SEED, f"must be an integer from 0 to 2**64 - 1 = {MAX_SEED}"
+)

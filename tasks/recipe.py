@@ -14,9 +14,6 @@ from tinygrad_ee import nn, optim
 
 from .options import below_one, non_negative, non_negative_int, option, positive, positive_int
 
-OPTIMIZERS = ["sgd", "adam"]
-SCHEDULES = ("constant", "cosine", "step")
-
 
 @dataclass
 class TrainingConfig:
@@ -30,14 +27,14 @@ class TrainingConfig:
     clip: float | None = option(
         None, "max global gradient norm, 0 for none", parse=non_negative, in_dtype=True
     )
-    optimizer: str = option("sgd", "sgd (with --momentum) or adam (AdamW)", choices=OPTIMIZERS)
+    optimizer: str = option("sgd", "sgd (with --momentum) or adam (AdamW)", choices=["sgd", "adam"])
     weight_decay: float = option(
         0.0, "decoupled weight decay: p <- p - lr wd p at each step", parse=non_negative,
         in_dtype=True,
     )  # fmt: skip
     schedule: str = option(
         "constant", "learning rate per epoch: constant, cosine (half a cosine to 0 at the "
-        "last epoch) or step (x0.1 at each third)", choices=list(SCHEDULES),
+        "last epoch) or step (x0.1 at each third)", choices=["constant", "cosine", "step"],
     )  # fmt: skip
     warmup: int = option(0, "epochs of linear learning-rate warm-up", parse=non_negative_int)
     patience: int = option(
