@@ -86,9 +86,6 @@ def _train(settings: Settings, cell: str, data: ActivityData, splits: dict, tens
         log_probs = lambda x: model.logits(x).log_softmax(axis=1)  # noqa: E731
         return evaluate(log_probs, tensors[split][0], splits[split][1], 256)
 
-    def after_epoch(epoch, history):
-        history.validation_loss.append(scores("validation")[0])
-
     x, y = tensors["train"]
     history = settings.fit(
         model,
@@ -96,7 +93,7 @@ def _train(settings: Settings, cell: str, data: ActivityData, splits: dict, tens
         x.shape[0],
         f"activity_{cell}",
         f"activity {cell}",
-        after_epoch,
+        lambda: scores("validation")[0],
         experiment="activity",
         data=fingerprint(*splits["train"], *splits["validation"]),
         cell=cell,

@@ -92,9 +92,9 @@ def _unit_images(model: SparseAutoencoder) -> np.ndarray:
     return weights.reshape(-1, side, side)
 
 
-def _sweep(settings: Settings, x: tg.Tensor, data: str) -> list[dict]:
-    """The 3 x 3 sweep of hidden size and lambda: one weight grid each."""
-    sweep = replace(settings, training=replace(settings.training, epochs=_sweep_epochs(settings)))
+def _sweep(settings: Settings, x: tg.Tensor, data: str, epochs: int) -> list[dict]:
+    """The 3 x 3 sweep of hidden size and lambda, ``epochs`` each: one weight grid each."""
+    sweep = replace(settings, training=replace(settings.training, epochs=epochs))
     results = []
     for hidden in SWEEP_HIDDEN:
         for lam in SWEEP_LAMBDA:
@@ -106,10 +106,6 @@ def _sweep(settings: Settings, x: tg.Tensor, data: str) -> list[dict]:
             entry = {"hidden_size": hidden, "lambda": lam, "final_train_loss": loss}
             results.append({**entry, "figure": figure})
     return results
-
-
-def _sweep_epochs(settings: Settings) -> int:
-    return settings.options.sweep_epochs or (2 if settings.quick else 25)
 
 
 def run(settings: Settings) -> dict:
@@ -131,7 +127,8 @@ def run(settings: Settings) -> dict:
     with tg.no_grad():
         final_loss = model.loss(x, o.lam, o.beta, o.rho).item()
         mean_activation = float(model.encode(x).mean(axis=0).numpy().mean())
-    sweep = _sweep(settings, x, data) if o.sweep else []
+    sweep_epochs = o.sweep_epochs or (2 if settings.quick else 25)
+    sweep = _sweep(settings, x, data, sweep_epochs) if o.sweep else []
     return {
         "experiment": "autoencoder",
         "samples": count,
@@ -139,7 +136,7 @@ def run(settings: Settings) -> dict:
         **training_figures(history, settings.training),
         "mean_hidden_activation": mean_activation,
         "sweep": sweep,
-        "sweep_epochs": _sweep_epochs(settings),
+        "sweep_epochs": sweep_epochs,
         "figures": ["patches_raw.png", "patches_preprocessed.png", "loss.png", "weights.png"]
         + [entry["figure"] for entry in sweep],
         "checkpoints": ["autoencoder.npz"],

@@ -120,9 +120,8 @@ class Checkpoint:
 
     def settings(self, run: TrainingRun) -> dict[str, Any]:
         """What may change on resume."""
-        config = run.config
         names = ("epochs", "lr", "momentum", "clip")
-        return {**{name: getattr(config, name) for name in names}, "device": self.device}
+        return {**{name: getattr(run.config, name) for name in names}, "device": self.device}
 
     def save(self, run: TrainingRun, done: bool) -> None:
         meta = {

@@ -36,11 +36,9 @@ class Common:
     )  # fmt: skip
     device: str = option("cpu", "cpu, cuda or cuda:N")
     data: Path | None = option(
-        None,
-        "an HDF5 file in the experiment's layout, or a folder holding data1.h5, data2.h5, "
-        "data3.h5 (for `all`: such a folder) (default: the embedded data)",
-        parse=Path,
-    )
+        None, "an HDF5 file in the experiment's layout, or a folder holding data1.h5, data2.h5, "
+        "data3.h5 (for `all`: such a folder) (default: the embedded data)", parse=Path,
+    )  # fmt: skip
     dtype: str = option("float32", "", choices=["float32", "float64"])
     seed: int = option(
         0, "random seed, 0 to 2**64 - 1: initialisation, batch order, embedded data", parse=seed
@@ -54,10 +52,9 @@ class Common:
         False, "stop at the first op making a NaN or infinity, naming it (slower: checks each op)"
     )
     blas_threads: int = option(
-        1,
-        "threads for NumPy's BLAS (more than free cores slow these small products)",
+        1, "threads for NumPy's BLAS (more than free cores slow these small products)",
         parse=positive_int,
-    )
+    )  # fmt: skip
 
 
 @dataclass(kw_only=True)
@@ -97,7 +94,7 @@ class Settings(Common):
         nn.seed(self.seed, self.device)
         return make(*sizes, **options, device=self.device, dtype=self.dtype)
 
-    def fit(self, model, batch_loss, count, run, description, after_epoch=None, **identity):
+    def fit(self, model, batch_loss, count, run, description, validation_loss=None, **identity):
         """`tasks.training.fit` -> History, with these training settings, the batch order
         drawn from the seed, and the checkpoint ``OUT/resume/<run>.npz``, identified by
         ``identity`` (model settings, data fingerprint) and these settings."""
@@ -106,7 +103,7 @@ class Settings(Common):
         path, rng = self.out / FOLDER / f"{run}.npz", np.random.default_rng(self.seed)
         checkpoint = Checkpoint(path, identity, device=self.device, resume=self.resume)
         return fit(
-            model, batch_loss, count, self.training, rng, description, after_epoch, checkpoint
+            model, batch_loss, count, self.training, rng, description, validation_loss, checkpoint
         )
 
 

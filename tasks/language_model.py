@@ -44,11 +44,8 @@ class Options:
     configs: tuple[tuple[int, int], ...] = option(
         CONFIGURATIONS,
         "embedding size D and hidden size P; repeat for several (default: 32,256 16,128 8,64)",
-        parse=_configuration,
-        flag="--config",
-        action="append",
-        metavar="D,P",
-    )
+        parse=_configuration, flag="--config", action="append", metavar="D,P",
+    )  # fmt: skip
 
 
 def _data(settings: Settings) -> NgramData:
@@ -77,10 +74,6 @@ def _train(settings: Settings, data: NgramData, tensors: dict, dim: int, hidden:
     model = settings.model(FourGramLanguageModel, len(data.words), dim, hidden)
     context, target = tensors["train"]
 
-    def after_epoch(epoch, history):
-        loss, _, _ = evaluate(model.log_probs, tensors["val"][0], data.val_target)
-        history.validation_loss.append(loss)
-
     trained_on = (data.train_context, data.train_target, data.val_context, data.val_target)
     history = settings.fit(
         model,
@@ -88,7 +81,7 @@ def _train(settings: Settings, data: NgramData, tensors: dict, dim: int, hidden:
         len(data.train_target),
         f"language_model_D{dim}_P{hidden}",
         f"language model D={dim}, P={hidden}",
-        after_epoch,
+        lambda: evaluate(model.log_probs, tensors["val"][0], data.val_target)[0],
         experiment="language-model",
         data=fingerprint(*trained_on),
         embedding_dim=dim,

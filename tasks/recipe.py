@@ -38,10 +38,9 @@ class TrainingConfig:
     )  # fmt: skip
     warmup: int = option(0, "epochs of linear learning-rate warm-up", parse=non_negative_int)
     patience: int = option(
-        0,
-        "stop when the validation loss has not fallen for N epochs; 0: never",
+        0, "stop when the validation loss has not fallen for N epochs; 0: never",
         parse=non_negative_int,
-    )
+    )  # fmt: skip
     best_epoch: bool = option(
         False, "keep the parameters of the epoch of lowest validation loss, not the last",
         action=argparse.BooleanOptionalAction,
