@@ -94,7 +94,6 @@ def _train(settings: Settings, cell: str, data: ActivityData, splits: dict, tens
         f"activity_{cell}",
         f"activity {cell}",
         lambda: scores("validation")[0],
-        experiment="activity",
         data=fingerprint(*splits["train"], *splits["validation"]),
         cell=cell,
         recurrent_size=o.recurrent_size,
@@ -136,7 +135,6 @@ def run(settings: Settings) -> dict:
     path, title = settings.out / "validation_loss.png", "validation cross-entropy"
     plots.curves(path, curves, title, "epoch", "cross-entropy (nats)")
     return {
-        "experiment": "activity",
         "class_names": data.class_names,
         "samples": {name: int(len(y)) for name, (_, y) in splits.items()},
         "steps": int(data.train_x.shape[1]),

@@ -76,7 +76,6 @@ def _train(settings: Settings, x: tg.Tensor, data: str, hidden: int, lam: float,
         x.shape[0],
         run,
         run if run == "autoencoder" else f"sweep hidden={hidden} lambda={lam:g}",
-        experiment="autoencoder",
         data=data,
         hidden_size=hidden,
         lam=lam,
@@ -130,7 +129,6 @@ def run(settings: Settings) -> dict:
     sweep_epochs = o.sweep_epochs or (2 if settings.quick else 25)
     sweep = _sweep(settings, x, data, sweep_epochs) if o.sweep else []
     return {
-        "experiment": "autoencoder",
         "samples": count,
         "final_loss": final_loss,
         **training_figures(history, settings.training),
@@ -145,26 +143,22 @@ def run(settings: Settings) -> dict:
 
 def report(metrics: dict) -> str:
     """The markdown of report.md."""
-    lines = [
+    paragraphs = [
         "# Sparse autoencoder",
-        "",
         f"{metrics['samples']} preprocessed 16x16 patches; "
         f"final loss J = {metrics['final_loss']:.4f}; "
         f"mean hidden activation {metrics['mean_hidden_activation']:.4f}.",
-        "",
         "![patches before](patches_raw.png) ![patches after](patches_preprocessed.png)",
-        "",
         "![loss](loss.png)",
-        "",
         "![weights](weights.png)",
     ]
     if metrics["sweep"]:
-        lines += ["", "## Sweep: hidden size x lambda", ""]
-        lines += ["| hidden | lambda | final training J | weights |", "|---:|---:|---:|---|"]
+        table = ["| hidden | lambda | final training J | weights |", "|---:|---:|---:|---|"]
         for e in metrics["sweep"]:
             loss = f"{e['final_train_loss']:.4f}"
-            lines.append(f"| {e['hidden_size']} | {e['lambda']:g} | {loss} | ![]({e['figure']}) |")
-    return "\n".join(lines) + "\n"
+            table.append(f"| {e['hidden_size']} | {e['lambda']:g} | {loss} | ![]({e['figure']}) |")
+        paragraphs += ["## Sweep: hidden size x lambda", "\n".join(table)]
+    return "\n\n".join(paragraphs) + "\n"
 
 
 def summary(metrics: dict) -> str:

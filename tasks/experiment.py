@@ -62,13 +62,15 @@ class Settings(Common):
     """Everything one experiment run takes: the common options (``out`` its folder,
     ``data`` its file or None), its training settings and its own options."""
 
+    experiment: str  # its name
     out: Path
     training: TrainingConfig
     options: Any
 
     def configuration(self) -> dict[str, Any]:
         """What metrics.json records as the configuration (device, dtype, seed apart)."""
-        common = {k: v for k, v in asdict(self).items() if k not in ("device", "dtype", "seed")}
+        apart = ("experiment", "device", "dtype", "seed")
+        common = {k: v for k, v in asdict(self).items() if k not in apart}
         return {**common, **common.pop("training"), **common.pop("options")}
 
     def check_fits(self, setting: str, parameters: int, activations: int) -> None:
@@ -98,8 +100,8 @@ class Settings(Common):
         """`tasks.training.fit` -> History, with these training settings, the batch order
         drawn from the seed, and the checkpoint ``OUT/resume/<run>.npz``, identified by
         ``identity`` (model settings, data fingerprint) and these settings."""
-        identity = {"run": run, **identity, "dtype": self.dtype, "seed": self.seed}
-        identity.update(self.training.identity(), quick=self.quick)
+        identity = {"run": run, "experiment": self.experiment, **identity, "dtype": self.dtype}
+        identity.update(self.training.identity(), seed=self.seed, quick=self.quick)
         path, rng = self.out / FOLDER / f"{run}.npz", np.random.default_rng(self.seed)
         checkpoint = Checkpoint(path, identity, device=self.device, resume=self.resume)
         return fit(

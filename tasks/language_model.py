@@ -73,7 +73,6 @@ def _train(settings: Settings, data: NgramData, tensors: dict, dim: int, hidden:
     """One configuration, trained: (model, history)."""
     model = settings.model(FourGramLanguageModel, len(data.words), dim, hidden)
     context, target = tensors["train"]
-
     trained_on = (data.train_context, data.train_target, data.val_context, data.val_target)
     history = settings.fit(
         model,
@@ -82,7 +81,6 @@ def _train(settings: Settings, data: NgramData, tensors: dict, dim: int, hidden:
         f"language_model_D{dim}_P{hidden}",
         f"language model D={dim}, P={hidden}",
         lambda: evaluate(model.log_probs, tensors["val"][0], data.val_target)[0],
-        experiment="language-model",
         data=fingerprint(*trained_on),
         embedding_dim=dim,
         hidden_size=hidden,
@@ -135,7 +133,6 @@ def run(settings: Settings) -> dict:
     path, title = settings.out / "validation_loss.png", "validation cross-entropy"
     plots.curves(path, curves, title, "epoch", "cross-entropy (nats)")
     return {
-        "experiment": "language-model",
         "vocabulary": len(data.words),
         "samples": {split: int(t[1].shape[0]) for split, t in tensors.items()},
         "configurations": results,
