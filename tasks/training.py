@@ -25,7 +25,7 @@ import tinygrad_ee as tg
 from data import unholdable
 from tinygrad_ee import nn, optim
 
-from .recipe import TrainingConfig
+from .options import TrainingConfig
 
 
 @dataclass
