@@ -87,6 +87,8 @@ def _train(settings: Settings, cell: str, data: ActivityData, splits: dict, tens
         return evaluate(log_probs, tensors[split][0], splits[split][1], 256)
 
     x, y = tensors["train"]
+    identity = {"data": fingerprint(*splits["train"], *splits["validation"]), "cell": cell}
+    identity.update(recurrent_size=o.recurrent_size, init=o.init, standardize=o.standardize)
     history = settings.fit(
         model,
         lambda idx: model.loss(x[idx], y[idx]),
@@ -94,11 +96,7 @@ def _train(settings: Settings, cell: str, data: ActivityData, splits: dict, tens
         f"activity_{cell}",
         f"activity {cell}",
         lambda: scores("validation")[0],
-        data=fingerprint(*splits["train"], *splits["validation"]),
-        cell=cell,
-        recurrent_size=o.recurrent_size,
-        init=o.init,
-        standardize=o.standardize,
+        **identity,
     )
     return model, history, scores
 

@@ -70,17 +70,14 @@ def _train(settings: Settings, x: tg.Tensor, data: str, hidden: int, lam: float,
     fingerprint is ``data``): (model, history)."""
     o = settings.options
     model = settings.model(SparseAutoencoder, x.shape[1], hidden)
+    identity = {"data": data, "hidden_size": hidden, "lam": lam, "beta": o.beta, "rho": o.rho}
     history = settings.fit(
         model,
         lambda indices: model.loss(x[indices], lam, o.beta, o.rho),
         x.shape[0],
         run,
         run if run == "autoencoder" else f"sweep hidden={hidden} lambda={lam:g}",
-        data=data,
-        hidden_size=hidden,
-        lam=lam,
-        beta=o.beta,
-        rho=o.rho,
+        **identity,
     )
     return model, history
 

@@ -74,6 +74,7 @@ def _train(settings: Settings, data: NgramData, tensors: dict, dim: int, hidden:
     model = settings.model(FourGramLanguageModel, len(data.words), dim, hidden)
     context, target = tensors["train"]
     trained_on = (data.train_context, data.train_target, data.val_context, data.val_target)
+    identity = {"data": fingerprint(*trained_on), "embedding_dim": dim, "hidden_size": hidden}
     history = settings.fit(
         model,
         lambda idx: model.loss(context[idx], target[idx]),
@@ -81,9 +82,7 @@ def _train(settings: Settings, data: NgramData, tensors: dict, dim: int, hidden:
         f"language_model_D{dim}_P{hidden}",
         f"language model D={dim}, P={hidden}",
         lambda: evaluate(model.log_probs, tensors["val"][0], data.val_target)[0],
-        data=fingerprint(*trained_on),
-        embedding_dim=dim,
-        hidden_size=hidden,
+        **identity,
     )
     return model, history
 
