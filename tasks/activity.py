@@ -83,8 +83,7 @@ def _train(settings: Settings, cell: str, data: ActivityData, splits: dict, tens
         model.fit_standardization(splits["train"][0])  # the training split only
 
     def scores(split: str):
-        log_probs = lambda x: model.logits(x).log_softmax(axis=1)  # noqa: E731
-        return evaluate(log_probs, tensors[split][0], splits[split][1], 256)
+        return evaluate(model.logits, tensors[split][0], splits[split][1], 256)
 
     x, y = tensors["train"]
     identity = {"data": fingerprint(*splits["train"], *splits["validation"]), "cell": cell}

@@ -186,13 +186,13 @@ def fingerprint(*arrays: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
-def evaluate(log_probs, inputs: tg.Tensor, truth: np.ndarray, size: int = 1000):
-    """(mean cross-entropy, accuracy, predicted classes) of ``log_probs(batch)`` (N, K)
+def evaluate(logits, inputs: tg.Tensor, truth: np.ndarray, size: int = 1000):
+    """(mean cross-entropy, accuracy, predicted classes) of ``logits(batch)`` (N, K)
     over the rows of ``inputs`` against the classes ``truth`` (N,), computed in batches
     of ``size`` rows without recording."""
     with tg.no_grad():
         batches = (inputs[start : start + size] for start in range(0, len(truth), size))
-        scores = np.concatenate([log_probs(batch).numpy() for batch in batches])
+        scores = np.concatenate([logits(b).log_softmax(axis=1).numpy() for b in batches])
     predicted = scores.argmax(axis=1)
     picked = scores[np.arange(len(truth)), truth]
     return float(-picked.mean()), float((predicted == truth).mean()), predicted

@@ -81,7 +81,7 @@ def _train(settings: Settings, data: NgramData, tensors: dict, dim: int, hidden:
         len(data.train_target),
         f"language_model_D{dim}_P{hidden}",
         f"language model D={dim}, P={hidden}",
-        lambda: evaluate(model.log_probs, tensors["val"][0], data.val_target)[0],
+        lambda: evaluate(model.logits, tensors["val"][0], data.val_target)[0],
         **identity,
     )
     return model, history
@@ -114,7 +114,7 @@ def run(settings: Settings) -> dict:
         model, history = _train(settings, data, tensors, dim, hidden)
         checkpoint = f"language_model_D{dim}_P{hidden}.npz"
         save_model(settings.out / checkpoint, model)
-        loss, accuracy, _ = evaluate(model.log_probs, tensors["test"][0], data.test_target)
+        loss, accuracy, _ = evaluate(model.logits, tensors["test"][0], data.test_target)
         results.append(
             {
                 "embedding_dim": dim,

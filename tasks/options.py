@@ -116,6 +116,7 @@ open_unit_interval = _checked(float, lambda v: 0 < v < 1, "must lie strictly bet
 seed = _checked(
     int, lambda v: 0 <= v <= MAX_SEED, f"must be an integer from 0 to 2**64 - 1 = {MAX_SEED}"
 )
+seed.__name__ = "seed"  # argparse: "invalid seed value"
 
 
 @dataclass
