@@ -135,7 +135,7 @@ def _settings(e: Experiment, args: argparse.Namespace) -> Settings:
     data = args.data / e.data_file if args.data and is_folder(args.data) else args.data
     common = {**given(args, Common), "out": _folders(args)[e.name], "data": data}
     options = replace(options, **given(args, e.options))
-    return Settings(**common, training=training, options=options)
+    return Settings(**common, experiment=e.name, training=training, options=options)
 
 
 def run_experiment(e: Experiment, settings: Settings, command: str) -> dict:
@@ -143,7 +143,7 @@ def run_experiment(e: Experiment, settings: Settings, command: str) -> dict:
     settings.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        metrics = e.run(settings)
+        metrics = {"experiment": e.name, **e.run(settings)}
     except BaseException:
         if not any(settings.out.iterdir()):  # nothing written: leave no empty folder
             settings.out.rmdir()

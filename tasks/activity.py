@@ -18,7 +18,7 @@ from models import CELLS, SequenceClassifier
 from models.recurrent import INITS
 
 from . import plots
-from .experiment import Experiment, Settings, evaluate, fingerprint, rows, training_figures
+from .experiment import Experiment, Settings, evaluate, fingerprint, training_figures
 from .files import save_model
 from .options import open_unit_interval, option, positive_int
 from .training import TrainingConfig
@@ -83,26 +83,19 @@ def _train(settings: Settings, cell: str, data: ActivityData, splits: dict, tens
         model.fit_standardization(splits["train"][0])  # the training split only
 
     def scores(split: str):
-        log_probs = lambda x: model.logits(x).log_softmax(axis=1)  # noqa: E731
-        return evaluate(log_probs, tensors[split][0], splits[split][1], 256)
-
-    def after_epoch(epoch, history):
-        history.validation_loss.append(scores("validation")[0])
+        return evaluate(model.logits, tensors[split][0], splits[split][1], 256)
 
     x, y = tensors["train"]
+    identity = {"data": fingerprint(*splits["train"], *splits["validation"]), "cell": cell}
+    identity.update(recurrent_size=o.recurrent_size, init=o.init, standardize=o.standardize)
     history = settings.fit(
         model,
-        lambda idx: model.loss(rows(x, idx), rows(y, idx)),
+        lambda idx: model.loss(x[idx], y[idx]),
         x.shape[0],
         f"activity_{cell}",
         f"activity {cell}",
-        after_epoch,
-        experiment="activity",
-        data=fingerprint(*splits["train"], *splits["validation"]),
-        cell=cell,
-        recurrent_size=o.recurrent_size,
-        init=o.init,
-        standardize=o.standardize,
+        lambda: scores("validation")[0],
+        **identity,
     )
     return model, history, scores
 
@@ -139,7 +132,6 @@ def run(settings: Settings) -> dict:
     path, title = settings.out / "validation_loss.png", "validation cross-entropy"
     plots.curves(path, curves, title, "epoch", "cross-entropy (nats)")
     return {
-        "experiment": "activity",
         "class_names": data.class_names,
         "samples": {name: int(len(y)) for name, (_, y) in splits.items()},
         "steps": int(data.train_x.shape[1]),
@@ -200,16 +192,8 @@ MODERN = TrainingConfig(
     epochs=30, batch_size=32, lr=1e-3, momentum=0.85, clip=1.0, optimizer="adam",
     schedule="cosine", warmup=2, patience=10, best_epoch=True,
 )  # fmt: skip
-EXPERIMENT = Experiment(
-    name="activity",
-    data_file="data3.h5",
-    description=__doc__,
-    options=Options,
-    recipes={
-        "modern": (MODERN, Options()),
-        "original": (ORIGINAL, Options(init="xavier", standardize=False)),
-    },
-    run=run,
-    report=report,
-    summary=summary,
-)
+RECIPES = {
+    "modern": (MODERN, Options()),
+    "original": (ORIGINAL, Options(init="xavier", standardize=False)),
+}
+EXPERIMENT = Experiment("activity", "data3.h5", __doc__, Options, RECIPES, run, report, summary)

@@ -15,7 +15,7 @@ from data import DataError, default_patches, load_patches, preprocess_patches, q
 from models import SparseAutoencoder
 
 from . import plots
-from .experiment import Experiment, Settings, fingerprint, rows, training_figures
+from .experiment import Experiment, Settings, fingerprint, training_figures
 from .files import save_model
 from .options import non_negative, open_unit_interval, option, positive_int
 from .training import TrainingConfig
@@ -70,18 +70,14 @@ def _train(settings: Settings, x: tg.Tensor, data: str, hidden: int, lam: float,
     fingerprint is ``data``): (model, history)."""
     o = settings.options
     model = settings.model(SparseAutoencoder, x.shape[1], hidden)
+    identity = {"data": data, "hidden_size": hidden, "lam": lam, "beta": o.beta, "rho": o.rho}
     history = settings.fit(
         model,
-        lambda indices: model.loss(rows(x, indices), lam, o.beta, o.rho),
+        lambda indices: model.loss(x[indices], lam, o.beta, o.rho),
         x.shape[0],
         run,
         run if run == "autoencoder" else f"sweep hidden={hidden} lambda={lam:g}",
-        experiment="autoencoder",
-        data=data,
-        hidden_size=hidden,
-        lam=lam,
-        beta=o.beta,
-        rho=o.rho,
+        **identity,
     )
     return model, history
 
@@ -92,9 +88,9 @@ def _unit_images(model: SparseAutoencoder) -> np.ndarray:
     return weights.reshape(-1, side, side)
 
 
-def _sweep(settings: Settings, x: tg.Tensor, data: str) -> list[dict]:
-    """The 3 x 3 sweep of hidden size and lambda: one weight grid each."""
-    sweep = replace(settings, training=replace(settings.training, epochs=_sweep_epochs(settings)))
+def _sweep(settings: Settings, x: tg.Tensor, data: str, epochs: int) -> list[dict]:
+    """The 3 x 3 sweep of hidden size and lambda, ``epochs`` each: one weight grid each."""
+    sweep = replace(settings, training=replace(settings.training, epochs=epochs))
     results = []
     for hidden in SWEEP_HIDDEN:
         for lam in SWEEP_LAMBDA:
@@ -106,10 +102,6 @@ def _sweep(settings: Settings, x: tg.Tensor, data: str) -> list[dict]:
             entry = {"hidden_size": hidden, "lambda": lam, "final_train_loss": loss}
             results.append({**entry, "figure": figure})
     return results
-
-
-def _sweep_epochs(settings: Settings) -> int:
-    return settings.options.sweep_epochs or (2 if settings.quick else 25)
 
 
 def run(settings: Settings) -> dict:
@@ -131,15 +123,15 @@ def run(settings: Settings) -> dict:
     with tg.no_grad():
         final_loss = model.loss(x, o.lam, o.beta, o.rho).item()
         mean_activation = float(model.encode(x).mean(axis=0).numpy().mean())
-    sweep = _sweep(settings, x, data) if o.sweep else []
+    sweep_epochs = o.sweep_epochs or (2 if settings.quick else 25)
+    sweep = _sweep(settings, x, data, sweep_epochs) if o.sweep else []
     return {
-        "experiment": "autoencoder",
         "samples": count,
         "final_loss": final_loss,
         **training_figures(history, settings.training),
         "mean_hidden_activation": mean_activation,
         "sweep": sweep,
-        "sweep_epochs": _sweep_epochs(settings),
+        "sweep_epochs": sweep_epochs,
         "figures": ["patches_raw.png", "patches_preprocessed.png", "loss.png", "weights.png"]
         + [entry["figure"] for entry in sweep],
         "checkpoints": ["autoencoder.npz"],
@@ -148,26 +140,22 @@ def run(settings: Settings) -> dict:
 
 def report(metrics: dict) -> str:
     """The markdown of report.md."""
-    lines = [
+    paragraphs = [
         "# Sparse autoencoder",
-        "",
         f"{metrics['samples']} preprocessed 16x16 patches; "
         f"final loss J = {metrics['final_loss']:.4f}; "
         f"mean hidden activation {metrics['mean_hidden_activation']:.4f}.",
-        "",
         "![patches before](patches_raw.png) ![patches after](patches_preprocessed.png)",
-        "",
         "![loss](loss.png)",
-        "",
         "![weights](weights.png)",
     ]
     if metrics["sweep"]:
-        lines += ["", "## Sweep: hidden size x lambda", ""]
-        lines += ["| hidden | lambda | final training J | weights |", "|---:|---:|---:|---|"]
+        table = ["| hidden | lambda | final training J | weights |", "|---:|---:|---:|---|"]
         for e in metrics["sweep"]:
             loss = f"{e['final_train_loss']:.4f}"
-            lines.append(f"| {e['hidden_size']} | {e['lambda']:g} | {loss} | ![]({e['figure']}) |")
-    return "\n".join(lines) + "\n"
+            table.append(f"| {e['hidden_size']} | {e['lambda']:g} | {loss} | ![]({e['figure']}) |")
+        paragraphs += ["## Sweep: hidden size x lambda", "\n".join(table)]
+    return "\n\n".join(paragraphs) + "\n"
 
 
 def summary(metrics: dict) -> str:
@@ -178,13 +166,5 @@ def summary(metrics: dict) -> str:
 # activation within an epoch with the exact gradient of J; 0.01 trains to rho_hat ~ rho
 # (docs/results.md). --lr 0.075 gives the original value.
 ORIGINAL = TrainingConfig(epochs=200, batch_size=32, lr=0.01, momentum=0.85)
-EXPERIMENT = Experiment(
-    name="autoencoder",
-    data_file="data1.h5",
-    description=__doc__,
-    options=Options,
-    recipes={"modern": (ORIGINAL, Options()), "original": (ORIGINAL, Options())},
-    run=run,
-    report=report,
-    summary=summary,
-)
+RECIPES = {"modern": (ORIGINAL, Options()), "original": (ORIGINAL, Options())}
+EXPERIMENT = Experiment("autoencoder", "data1.h5", __doc__, Options, RECIPES, run, report, summary)

@@ -23,32 +23,6 @@ FORMAT, VERSION = "tinygrad-ee training checkpoint", 2  # 2: schedules, best epo
 POSITION = ("epoch", "batch", "loss_sum", "seconds")  # where a TrainingRun stands
 
 
-def _split(path: Path, arrays: dict[str, np.ndarray]) -> tuple[dict, dict[str, dict]]:
-    """A training checkpoint's arrays: (meta, {"model", "optimizer", "best": arrays})."""
-    if "meta" not in arrays:
-        found = ", ".join(sorted(arrays)[:8]) or "nothing"
-        raise CheckpointError(f"{path}: not a training checkpoint (no 'meta'; it holds: {found})")
-    try:
-        meta = json.loads(str(arrays["meta"]))
-    except (ValueError, RecursionError) as error:
-        raise CheckpointError(f"{path}: entry 'meta' is not a JSON string ({error})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a tinygrad-ee training checkpoint")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(
-            f"{path}: a training checkpoint of version {meta.get('version')!r}, written by "
-            f"another version of tinygrad-ee (this one reads version {VERSION})"
-        )
-    parts: dict[str, dict] = {"model": {}, "optimizer": {}, "best": {}, "meta": {}}
-    for name, array in arrays.items():
-        part, _, key = name.partition("/")
-        if part not in parts:
-            raise CheckpointError(f"{path}: unexpected entry {name!r}")
-        parts[part][key] = array
-    del parts["meta"]
-    return meta, parts
-
-
 def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -91,7 +65,26 @@ def read_training_checkpoint(path: str | Path, dtype: Any = None) -> tuple[dict,
     path = Path(path)
     arrays = read_arrays(path)
     check_values(path, arrays, dtype)
-    meta, parts = _split(path, arrays)
+    if "meta" not in arrays:
+        found = ", ".join(sorted(arrays)[:8]) or "nothing"
+        raise CheckpointError(f"{path}: not a training checkpoint (no 'meta'; it holds: {found})")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except (ValueError, RecursionError) as error:
+        raise CheckpointError(f"{path}: entry 'meta' is not a JSON string ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a tinygrad-ee training checkpoint")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path}: a training checkpoint of version {meta.get('version')!r}, written by "
+            f"another version of tinygrad-ee (this one reads version {VERSION})"
+        )
+    parts: dict[str, dict] = {"model": {}, "optimizer": {}, "best": {}}
+    for name, array in arrays.items():
+        part, _, key = name.partition("/")
+        if part not in parts:
+            raise CheckpointError(f"{path}: unexpected entry {name!r}")
+        parts[part][key] = array
     _check_fields(path, "meta", meta, _META, exact=False)
     _check_fields(path, "history", meta["history"], _HISTORY, exact=True)
     if meta["history"]["stopped_early"] and not meta["done"]:
@@ -120,9 +113,8 @@ class Checkpoint:
 
     def settings(self, run: TrainingRun) -> dict[str, Any]:
         """What may change on resume."""
-        config = run.config
         names = ("epochs", "lr", "momentum", "clip")
-        return {**{name: getattr(config, name) for name in names}, "device": self.device}
+        return {**{name: getattr(run.config, name) for name in names}, "device": self.device}
 
     def save(self, run: TrainingRun, done: bool) -> None:
         meta = {

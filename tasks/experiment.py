@@ -36,11 +36,9 @@ class Common:
     )  # fmt: skip
     device: str = option("cpu", "cpu, cuda or cuda:N")
     data: Path | None = option(
-        None,
-        "an HDF5 file in the experiment's layout, or a folder holding data1.h5, data2.h5, "
-        "data3.h5 (for `all`: such a folder) (default: the embedded data)",
-        parse=Path,
-    )
+        None, "an HDF5 file in the experiment's layout, or a folder holding data1.h5, data2.h5, "
+        "data3.h5 (for `all`: such a folder) (default: the embedded data)", parse=Path,
+    )  # fmt: skip
     dtype: str = option("float32", "", choices=["float32", "float64"])
     seed: int = option(
         0, "random seed, 0 to 2**64 - 1: initialisation, batch order, embedded data", parse=seed
@@ -54,10 +52,9 @@ class Common:
         False, "stop at the first op making a NaN or infinity, naming it (slower: checks each op)"
     )
     blas_threads: int = option(
-        1,
-        "threads for NumPy's BLAS (more than free cores slow these small products)",
+        1, "threads for NumPy's BLAS (more than free cores slow these small products)",
         parse=positive_int,
-    )
+    )  # fmt: skip
 
 
 @dataclass(kw_only=True)
@@ -65,13 +62,15 @@ class Settings(Common):
     """Everything one experiment run takes: the common options (``out`` its folder,
     ``data`` its file or None), its training settings and its own options."""
 
+    experiment: str  # its name
     out: Path
     training: TrainingConfig
     options: Any
 
     def configuration(self) -> dict[str, Any]:
         """What metrics.json records as the configuration (device, dtype, seed apart)."""
-        common = {k: v for k, v in asdict(self).items() if k not in ("device", "dtype", "seed")}
+        apart = ("experiment", "device", "dtype", "seed")
+        common = {k: v for k, v in asdict(self).items() if k not in apart}
         return {**common, **common.pop("training"), **common.pop("options")}
 
     def check_fits(self, setting: str, parameters: int, activations: int) -> None:
@@ -97,16 +96,16 @@ class Settings(Common):
         nn.seed(self.seed, self.device)
         return make(*sizes, **options, device=self.device, dtype=self.dtype)
 
-    def fit(self, model, batch_loss, count, run, description, after_epoch=None, **identity):
+    def fit(self, model, batch_loss, count, run, description, validation_loss=None, **identity):
         """`tasks.training.fit` -> History, with these training settings, the batch order
         drawn from the seed, and the checkpoint ``OUT/resume/<run>.npz``, identified by
         ``identity`` (model settings, data fingerprint) and these settings."""
-        identity = {"run": run, **identity, "dtype": self.dtype, "seed": self.seed}
-        identity.update(self.training.identity(), quick=self.quick)
+        identity = {"run": run, "experiment": self.experiment, **identity, "dtype": self.dtype}
+        identity.update(self.training.identity(), seed=self.seed, quick=self.quick)
         path, rng = self.out / FOLDER / f"{run}.npz", np.random.default_rng(self.seed)
         checkpoint = Checkpoint(path, identity, device=self.device, resume=self.resume)
         return fit(
-            model, batch_loss, count, self.training, rng, description, after_epoch, checkpoint
+            model, batch_loss, count, self.training, rng, description, validation_loss, checkpoint
         )
 
 
@@ -187,21 +186,13 @@ def fingerprint(*arrays: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
-def rows(data: tg.Tensor, indices: np.ndarray | tg.Tensor) -> tg.Tensor:
-    """The rows of a device tensor at ``indices`` (host indices, or a tensor of them on
-    the data's device, as in a training step): a gather on the device."""
-    if not isinstance(indices, tg.Tensor):
-        indices = tg.Tensor(indices, device=data.device)
-    return data[indices]
-
-
-def evaluate(log_probs, inputs: tg.Tensor, truth: np.ndarray, size: int = 1000):
-    """(mean cross-entropy, accuracy, predicted classes) of ``log_probs(batch)`` (N, K)
+def evaluate(logits, inputs: tg.Tensor, truth: np.ndarray, size: int = 1000):
+    """(mean cross-entropy, accuracy, predicted classes) of ``logits(batch)`` (N, K)
     over the rows of ``inputs`` against the classes ``truth`` (N,), computed in batches
     of ``size`` rows without recording."""
     with tg.no_grad():
-        batches = (np.arange(i, min(i + size, len(truth))) for i in range(0, len(truth), size))
-        scores = np.concatenate([log_probs(rows(inputs, batch)).numpy() for batch in batches])
+        batches = (inputs[start : start + size] for start in range(0, len(truth), size))
+        scores = np.concatenate([logits(b).log_softmax(axis=1).numpy() for b in batches])
     predicted = scores.argmax(axis=1)
     picked = scores[np.arange(len(truth)), truth]
     return float(-picked.mean()), float((predicted == truth).mean()), predicted

@@ -69,27 +69,22 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
 
 
 def write_json(path: str | Path, value: Any) -> None:
-    """Strict JSON, which any reader parses: NaN and infinities are written as null."""
+    """Strict JSON, which any reader parses: NumPy values as Python ones, paths as
+    strings, tuples as lists, and NaN and infinities as null."""
+    # json writes non-finite floats as the tokens NaN and Infinity; reading them back
+    # as None leaves only what strict JSON allows
+    text = json.dumps(value, default=_plain)
     with atomic_open(path) as file:
-        json.dump(_strict(value), file, indent=2, allow_nan=False)
+        json.dump(json.loads(text, parse_constant=lambda token: None), file, indent=2)
         file.write("\n")
 
 
-def _strict(value: Any) -> Any:
-    """``value`` with NumPy numbers and arrays as Python ones, paths as strings, tuples
-    as lists, and non-finite floats as None."""
+def _plain(value: Any) -> Any:
+    """What json.dumps writes for a value it does not know."""
     if isinstance(value, (np.generic, np.ndarray)):
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {key: _strict(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return value.tolist()
     if isinstance(value, Path):
         return str(value)
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 

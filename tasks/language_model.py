@@ -18,7 +18,7 @@ from data import NgramData, default_ngrams, load_ngrams, quick_subset, require_r
 from models import FourGramLanguageModel
 
 from . import plots
-from .experiment import Experiment, Settings, evaluate, fingerprint, rows, training_figures
+from .experiment import Experiment, Settings, evaluate, fingerprint, training_figures
 from .files import save_model
 from .options import option
 from .training import TrainingConfig
@@ -44,11 +44,8 @@ class Options:
     configs: tuple[tuple[int, int], ...] = option(
         CONFIGURATIONS,
         "embedding size D and hidden size P; repeat for several (default: 32,256 16,128 8,64)",
-        parse=_configuration,
-        flag="--config",
-        action="append",
-        metavar="D,P",
-    )
+        parse=_configuration, flag="--config", action="append", metavar="D,P",
+    )  # fmt: skip
 
 
 def _data(settings: Settings) -> NgramData:
@@ -76,23 +73,16 @@ def _train(settings: Settings, data: NgramData, tensors: dict, dim: int, hidden:
     """One configuration, trained: (model, history)."""
     model = settings.model(FourGramLanguageModel, len(data.words), dim, hidden)
     context, target = tensors["train"]
-
-    def after_epoch(epoch, history):
-        loss, _, _ = evaluate(model.log_probs, tensors["val"][0], data.val_target)
-        history.validation_loss.append(loss)
-
     trained_on = (data.train_context, data.train_target, data.val_context, data.val_target)
+    identity = {"data": fingerprint(*trained_on), "embedding_dim": dim, "hidden_size": hidden}
     history = settings.fit(
         model,
-        lambda idx: model.loss(rows(context, idx), rows(target, idx)),
+        lambda idx: model.loss(context[idx], target[idx]),
         len(data.train_target),
         f"language_model_D{dim}_P{hidden}",
         f"language model D={dim}, P={hidden}",
-        after_epoch,
-        experiment="language-model",
-        data=fingerprint(*trained_on),
-        embedding_dim=dim,
-        hidden_size=hidden,
+        lambda: evaluate(model.logits, tensors["val"][0], data.val_target)[0],
+        **identity,
     )
     return model, history
 
@@ -124,7 +114,7 @@ def run(settings: Settings) -> dict:
         model, history = _train(settings, data, tensors, dim, hidden)
         checkpoint = f"language_model_D{dim}_P{hidden}.npz"
         save_model(settings.out / checkpoint, model)
-        loss, accuracy, _ = evaluate(model.log_probs, tensors["test"][0], data.test_target)
+        loss, accuracy, _ = evaluate(model.logits, tensors["test"][0], data.test_target)
         results.append(
             {
                 "embedding_dim": dim,
@@ -142,7 +132,6 @@ def run(settings: Settings) -> dict:
     path, title = settings.out / "validation_loss.png", "validation cross-entropy"
     plots.curves(path, curves, title, "epoch", "cross-entropy (nats)")
     return {
-        "experiment": "language-model",
         "vocabulary": len(data.words),
         "samples": {split: int(t[1].shape[0]) for split, t in tensors.items()},
         "configurations": results,
@@ -195,13 +184,7 @@ MODERN = TrainingConfig(
     epochs=50, batch_size=200, lr=0.03, momentum=0.85, optimizer="adam", weight_decay=0.1,
     schedule="cosine", patience=10, best_epoch=True,
 )  # fmt: skip
+RECIPES = {"modern": (MODERN, Options()), "original": (ORIGINAL, Options())}
 EXPERIMENT = Experiment(
-    name="language-model",
-    data_file="data2.h5",
-    description=__doc__,
-    options=Options,
-    recipes={"modern": (MODERN, Options()), "original": (ORIGINAL, Options())},
-    run=run,
-    report=report,
-    summary=summary,
+    "language-model", "data2.h5", __doc__, Options, RECIPES, run, report, summary
 )

@@ -25,7 +25,7 @@ import tinygrad_ee as tg
 from data import unholdable
 from tinygrad_ee import nn, optim
 
-from .recipe import TrainingConfig
+from .options import TrainingConfig
 
 
 @dataclass
@@ -119,7 +119,6 @@ class Progress:
     def __init__(self, description: str, epochs: int, done: int, shown: bool) -> None:
         self.description, self.bar = description, {"disable": not shown}
         self.epochs = tqdm(desc=description, total=epochs, initial=done, unit="epoch", **self.bar)
-        self.batches = tqdm(disable=True)
 
     def start_epoch(self, epoch: int, first: int, total: int) -> None:
         """Epoch ``epoch`` (from 1), of ``total`` batches, starts after batch ``first``."""
@@ -175,11 +174,9 @@ class TrainingRun:
     def interrupted(self) -> TrainingInterrupted:
         where = f"epoch {self.epoch + 1}, batch {self.batch} of {self.batches_per_epoch}"
         where = where if self.batch else f"the end of epoch {self.epoch}"
-        at = f"{self.description} stopped at {where}"
-        if self.checkpoint is None:
-            return TrainingInterrupted(at, None)
-        path = self.checkpoint.path
-        return TrainingInterrupted(f"{at}; its training state is saved in {path}", path)
+        path = None if self.checkpoint is None else self.checkpoint.path
+        saved = f"; its training state is saved in {path}" if path else ""
+        return TrainingInterrupted(f"{self.description} stopped at {where}{saved}", path)
 
     def save(self, done: bool) -> None:
         """Save to the checkpoint, if any; divergent parameters are never saved."""
@@ -215,14 +212,14 @@ class TrainingRun:
                 self.save(done=False)
                 raise self.interrupted()
 
-    def end_epoch(self, epoch: int, after_epoch, stop, progress: Progress) -> None:
+    def end_epoch(self, epoch: int, validation_loss, stop, progress: Progress) -> None:
         """Record epoch ``epoch`` (from 0), evaluate, and save."""
         history = self.history
         history.train_loss.append(self.loss_sum / self.count)
         history.epoch_seconds.append(self.seconds)
         try:
-            if after_epoch:
-                after_epoch(epoch, history)
+            if validation_loss:
+                history.validation_loss.append(validation_loss())
         except FloatingPointError as error:
             raise self.diverged(f"in the evaluation after epoch {epoch + 1}: {error}") from None
         if history.validation_loss and not math.isfinite(history.validation_loss[-1]):
@@ -247,15 +244,15 @@ def fit(
     config: TrainingConfig,
     rng: np.random.Generator,
     description: str,
-    after_epoch: Callable[[int, History], None] | None = None,
+    validation_loss: Callable[[], float] | None = None,
     checkpoint=None,
 ) -> History:
     """Train ``model`` on mini-batches of ``count`` samples drawn by ``rng``.
 
     ``batch_loss(indices)``: the mean loss of the samples at ``indices``, an integer
     tensor on the model's device (in a compiled step: it must not read values in
-    Python). ``after_epoch(epoch, history)`` may record validation losses: then
-    ``config.patience`` stops the run after that many epochs without a lower one, and
+    Python). ``validation_loss()``, called after each epoch, gives its validation loss:
+    then ``config.patience`` stops the run after that many epochs without a lower one, and
     with ``config.best_epoch`` the model ends with the parameters of the lowest. With
     ``checkpoint``, the run it holds is continued (a finished one is not trained again;
     one that cannot be, `tasks.checkpoint.CheckpointError`) and saved at every epoch end
@@ -275,7 +272,7 @@ def fit(
         with _stop_on_ctrl_c() as stop:
             while not run.done:
                 run.train_epoch(run.epoch, step, stop, progress)
-                run.end_epoch(run.epoch, after_epoch, stop, progress)
+                run.end_epoch(run.epoch, validation_loss, stop, progress)
         progress.epochs.close()
     if run.best is not None:
         model.load_state_dict(run.best)

@@ -177,9 +177,9 @@ def _scripted_fit(validation_losses, best_epoch, patience=0, epochs=None):
     x = tg.Tensor(np.random.default_rng(1).uniform(0.1, 0.9, (40, 8)).astype(np.float32))
     snapshots = []
 
-    def after_epoch(epoch, history):
+    def validation_loss():
         snapshots.append(model.state_dict())
-        history.validation_loss.append(validation_losses[epoch])
+        return validation_losses[len(snapshots) - 1]
 
     config = TrainingConfig(
         epochs=epochs or len(validation_losses), batch_size=16, lr=0.05, momentum=0.5,
@@ -193,7 +193,7 @@ def _scripted_fit(validation_losses, best_epoch, patience=0, epochs=None):
         config,
         np.random.default_rng(0),
         "scripted",
-        after_epoch,
+        validation_loss,
     )
     return history, snapshots, model.state_dict()
 

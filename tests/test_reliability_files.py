@@ -24,7 +24,6 @@ from data import DataError, load_activity, load_ngrams, load_patches
 from models import SparseAutoencoder
 from tasks import files
 from tasks.checkpoint import Checkpoint, read_training_checkpoint
-from tasks.experiment import rows
 from tasks.files import CheckpointError, load_model, read_arrays, save_model
 from tasks.training import TrainingConfig, TrainingDiverged, fit
 from tinygrad_ee import nn
@@ -207,7 +206,7 @@ def train_small(path: Path, epochs: int = 2, resume: bool = False, model=None, l
     data = tg.Tensor(x)
     history = fit(
         model,
-        lambda idx: model.loss(rows(data, idx), 1e-4, 0.5, 0.1),
+        lambda idx: model.loss(data[idx], 1e-4, 0.5, 0.1),
         len(x),
         TrainingConfig(epochs=epochs, batch_size=16, lr=lr, momentum=0.5, progress=False),
         np.random.default_rng(0),
@@ -410,7 +409,7 @@ def test_finite_losses_whose_sum_overflows_are_a_divergence_and_write_nothing(tm
     with pytest.raises(TrainingDiverged, match=overflowed):
         fit(  # each batch loss is about 1e307 (a constant: gradients unchanged), 16 per batch
             model,
-            lambda idx: model.loss(rows(x, idx), 1e-4, 0.5, 0.1) + 1e307,
+            lambda idx: model.loss(x[idx], 1e-4, 0.5, 0.1) + 1e307,
             40,
             TrainingConfig(epochs=1, batch_size=16, lr=0.05, momentum=0.5, progress=False),
             np.random.default_rng(0),
