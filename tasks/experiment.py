@@ -71,7 +71,8 @@ class Settings(Common):
         """What metrics.json records as the configuration (device, dtype, seed apart)."""
         apart = ("experiment", "device", "dtype", "seed")
         common = {k: v for k, v in asdict(self).items() if k not in apart}
-        return {**common, **common.pop("training"), **common.pop("options")}
+        training, options = common.pop("training"), common.pop("options")
+        return {**common, **training, **options}
 
     def check_fits(self, setting: str, parameters: int, activations: int) -> None:
         """Raise TooLarge naming ``setting`` (such as "--hidden-size 1000000000") when its

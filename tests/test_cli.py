@@ -75,6 +75,10 @@ def _check_run(out: Path) -> dict:
         assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({figure})" in (out / "report.md").read_text()
     assert metrics["versions"]["numpy"] == np.__version__
+    # every setting once, by its option's name: no nested copies of the groups
+    configuration = metrics["configuration"]
+    assert not {"training", "options"} & set(configuration), sorted(configuration)
+    assert {"epochs", "lr", "optimizer", "recipe"} <= set(configuration)
     return metrics
 
 
