@@ -30,19 +30,26 @@ SETTINGS = {
     "+ dead code removed": {"dead_code": True},
     "+ stacked weight gradients": {"stack_products": True},
     "+ buffers reused (out=)": {"reuse_buffers": True},
+    "+ casts folded, numbers typed": {"fold_casts": True, "typed_numbers": True},
     "+ fused elementwise kernels": {"fuse": True},
     "+ CUDA graphs": {"cuda_graph": True},
 }
 
 
-SHORT = ("+ buffers reused (out=)", "+ fused elementwise kernels", "+ CUDA graphs")
+SHORT = (
+    "+ buffers reused (out=)",
+    "+ casts folded, numbers typed",
+    "+ fused elementwise kernels",
+    "+ CUDA graphs",
+)
 
 
 def rows(
     device: str, dtype: str, names: list[str], plan: Plan, batch: int = 32, short: bool = False
 ) -> Iterator[dict]:
     """One row per model and setting: median ms, speedup over eager, graph status
-    (``short``: only all CPU optimisations, then fusion, then graphs)."""
+    (``short``: only the rows from buffer reuse on: the CPU optimisations, then
+    fusion, then graphs)."""
     for spec in models.model_specs(batch=batch):
         if names and spec.name not in names:
             continue
@@ -77,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", action="append", help="only this model (repeatable)")
     parser.add_argument("--repeat", type=int, default=10, help="timed calls per setting")
     parser.add_argument("--batch", type=int, default=32, help="the recurrent models' batch")
-    parser.add_argument(
-        "--short", action="store_true", help="only: all CPU optimisations, + fusion, + graphs"
-    )
+    parser.add_argument("--short", action="store_true", help="only the rows from buffer reuse on")
     args = parser.parse_args(argv)
     try:
         tg.get_backend(args.device)

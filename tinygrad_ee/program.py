@@ -16,6 +16,10 @@ benchmarks.compile_modes` can measure what each is worth:
   weight's gradient, one term per time step) becomes one product of the stacked
   operands, ``[A_1; ...; A_T]^T [B_1; ...; B_T]``: the same value up to the order of
   the additions;
+- ``fold_casts``: a comparison whose result only a cast reads (the ``astype(z >= 0,
+  float32)`` of every sigmoid) writes the cast result directly;
+- ``typed_numbers``: the Python numbers of elementwise calls (``1 + e``, ``x * -1``)
+  become constants of their arrays' dtype, made once (NumPy);
 - ``fuse``: runs of elementwise instructions become one kernel each (CUDA);
 - ``reuse_buffers`` and ``cuda_graph`` act on the generated function (replay.py,
   captured.py).
@@ -43,6 +47,8 @@ class Options:
     fold_constants: bool = True
     dead_code: bool = True
     stack_products: bool = True
+    fold_casts: bool = True
+    typed_numbers: bool = True
     reuse_buffers: bool = True
     fuse: bool = True
     cuda_graph: bool = True
@@ -257,6 +263,79 @@ def stack_products(
             kept.append(ins)
             needed.update(values_in((ins.args, ins.kwargs)))
     return kept[::-1]
+
+
+def fold_casts(
+    instructions: list[Instruction], outputs: list[Value], backend: Any
+) -> list[Instruction]:
+    """Drop each ``astype(x, dtype)`` of a boolean ``x`` that nothing else reads, when
+    the backend can compute ``x`` as ``dtype`` directly (`Backend.cast_result`): the
+    instruction making ``x`` makes the cast result instead, one call and one array
+    fewer (a sigmoid's mask, a one-hot row)."""
+    astype = getattr(backend.xp, "astype", None)
+    made_by = {ins.out: ins for ins in instructions if ins.out is not None}
+    uses: dict[Value, int] = {}
+    for ins in instructions:
+        for value in values_in((ins.args, ins.kwargs)):
+            uses[value] = uses.get(value, 0) + 1
+    replaced: dict[Instruction, Instruction | None] = {}  # None: dropped
+    names: dict[Value, Value] = {}  # a cast's result -> the new instruction's
+    for ins in instructions:
+        if ins.fn is not astype or astype is None or len(ins.args) != 2 or ins.out in outputs:
+            continue
+        x, dtype = ins.args
+        producer = made_by.get(x)
+        if producer is None or uses[x] != 1 or x in outputs or set(ins.kwargs) - {"copy"}:
+            continue
+        if producer.kwargs or x.dtype is None:
+            continue
+        fn = backend.cast_result(producer.fn, x.dtype, dtype)
+        if fn is not None:
+            # a value of its own (astype's may be a view of x: `copy=False`)
+            names[ins.out] = _new_value(ins.out, ins.out.shape)
+            name = f"{producer.name} as {ins.out.dtype}"
+            replaced[producer] = Instruction(fn, producer.args, {}, names[ins.out], name)
+            replaced[ins] = None
+    if not replaced:
+        return instructions
+    result = []
+    for ins in instructions:
+        ins = replaced.get(ins, ins)
+        if ins is not None:
+            args, kwargs = _renamed(ins.args, names), _renamed(ins.kwargs, names)
+            result.append(Instruction(ins.fn, args, kwargs, ins.out, ins.name, ins.error))
+    return result
+
+
+def type_numbers(instructions: list[Instruction], backend: Any) -> list[Instruction]:
+    """Pass each Python number of an elementwise instruction on arrays of one dtype as
+    the constant the backend says the call computes with (`Backend.typed_number`),
+    one constant per number and dtype. (Calls on 0-d values are left alone.)"""
+    constants: dict[tuple, Value] = {}
+    result = []
+    for ins in instructions:
+        arrays = list(values_in(ins.args))
+        dtypes = {v.dtype for v in arrays}
+        numbers = [a for a in ins.args if type(a) in (int, float)]
+        if ins.kwargs or not numbers or not ins.out or not ins.out.shape or len(dtypes) != 1:
+            result.append(ins)
+            continue
+        (dtype,) = dtypes
+        if dtype is None or any(not v.shape for v in arrays):
+            result.append(ins)
+            continue
+        args = []
+        for a in ins.args:
+            typed = backend.typed_number(ins.fn, a, dtype) if type(a) in (int, float) else None
+            if typed is not None:
+                a = constants.setdefault((type(a), a, dtype), _constant(typed, dtype))
+            args.append(a)
+        result.append(Instruction(ins.fn, tuple(args), {}, ins.out, ins.name, ins.error))
+    return result
+
+
+def _constant(array: Any, dtype: Any) -> Value:
+    return Value(next(_counter), "const", tuple(array.shape), dtype, True, (), array)
 
 
 _counter = itertools.count(1_000_000)  # indices of values the passes make
