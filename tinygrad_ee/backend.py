@@ -306,7 +306,10 @@ def _numpy_namespace() -> Any:
     """
 
     def mean(x, axis=None, keepdims=False):
-        count = x.size if axis is None else math.prod(x.shape[a] for a in np.atleast_1d(axis))
+        if axis is None:
+            count = x.size
+        else:
+            count = math.prod([x.shape[a] for a in ((axis,) if type(axis) is int else axis)])
         return np.add.reduce(x, axis=axis, keepdims=keepdims) / count
 
     def clip(x, min=None, max=None):
