@@ -205,7 +205,11 @@ class _Program:
                 return "stale"
             if t.requires_grad != requires_grad:
                 return False
-        return all(_same(read(), expected) for read, expected in self.guards)
+        for read, expected in self.guards:
+            now = read()
+            if now is not expected and not _same(now, expected):
+                return False
+        return True
 
     def replay(self, args: tuple, kwargs: dict) -> Any:
         inputs = [x for x in _flatten((args, kwargs)) if isinstance(x, Tensor)]
@@ -216,10 +220,12 @@ class _Program:
         arrays = self.replay_code.run(*arguments)
         for t, grad in self.grads:
             t.grad = grad
-        new_grads = iter(arrays[len(arrays) - sum(v is not None for _, v, _ in self.input_grads) :])
-        for position, value, grad in self.input_grads:
-            x = inputs[position]
-            x.grad = grad if value is None else Tensor._make(next(new_grads), x.backend)
+        if self.input_grads:
+            new = sum(v is not None for _, v, _ in self.input_grads)
+            new_grads = iter(arrays[len(arrays) - new :])
+            for position, value, grad in self.input_grads:
+                x = inputs[position]
+                x.grad = grad if value is None else Tensor._make(next(new_grads), x.backend)
         return _fill(self.template, arrays, inputs)
 
 
