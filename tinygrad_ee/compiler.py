@@ -175,6 +175,9 @@ class _Program:
         # Guards: the tensors' arrays and flags, the structure, and the step's own reads.
         touched = self.states + self.write_only
         self.arrays = [(t, t.data, t.requires_grad) for t in touched]
+        # what a replay passes for them: the arrays the guards hold them to
+        self.state_arrays = [t.data for t in self.states]
+        self.write_arrays = [t.data for t in self.write_only]
         self.guards = [*trace.guards, (nn.structure_version, nn.structure_version())]
         parameters = [trace.inputs[i] for i in self.used_inputs]
         parameters += [value for _, value in trace.states]
@@ -214,9 +217,9 @@ class _Program:
     def replay(self, args: tuple, kwargs: dict) -> Any:
         inputs = [x for x in _flatten((args, kwargs)) if isinstance(x, Tensor)]
         arguments = [inputs[i].data for i in self.used_inputs]
-        arguments += [t.data for t in self.states]
+        arguments += self.state_arrays  # guards_hold checked that the tensors hold them
         arguments += [read() for read in self.hosts]
-        arguments += [t.data for t in self.write_only]
+        arguments += self.write_arrays
         arrays = self.replay_code.run(*arguments)
         for t, grad in self.grads:
             t.grad = grad
