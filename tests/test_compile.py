@@ -230,6 +230,18 @@ def _is_typed(v) -> bool:
     return getattr(v, "kind", None) == "const" and getattr(v.constant, "shape", None) == ()
 
 
+def test_numbers_equal_but_for_their_sign_stay_apart():
+    def step(x):
+        return x * 0.0, x * -0.0, x - 0.0, x + -0.0
+
+    run = tg.compile(step)
+    for values in ([1.0, 2.0], [-3.0, 0.0]):
+        x = tg.Tensor(np.array(values))
+        for compiled, eager in zip(run(x), step(x)):
+            assert compiled.numpy().tobytes() == eager.numpy().tobytes()  # signs of zeros too
+    assert _numbers_in_elementwise_calls(run) == 0
+
+
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 def test_a_typed_number_computes_what_the_python_number_does(dtype):
     """NumPy converts a Python number to the arrays' dtype (NEP 50): the constant must

@@ -41,7 +41,8 @@ class Options:
     """Which program-level optimisations a compiled step applies (all on by default).
 
     ``fuse`` and ``cuda_graph`` only act on CUDA: elementwise chains as single kernels,
-    and the whole replay launched as one CUDA graph."""
+    and the whole replay launched as one CUDA graph; ``fold_casts`` and
+    ``typed_numbers`` where the backend allows them (NumPy)."""
 
     merge_duplicates: bool = True
     fold_constants: bool = True
@@ -101,7 +102,9 @@ def _key(x: Any) -> Any:
         return ("dict", *sorted((k, _key(v)) for k, v in x.items()))
     if type(x) is slice:
         return ("slice", _key(x.start), _key(x.stop), _key(x.step))
-    if x is None or x is Ellipsis or type(x) in (int, float, bool, str):
+    if type(x) is float:  # by repr: 0.0 == -0.0, but x * 0.0 and x * -0.0 differ
+        return ("float", repr(x))
+    if x is None or x is Ellipsis or type(x) in (int, bool, str):
         return (type(x).__name__, x)
     try:
         hash(x)
@@ -317,7 +320,7 @@ def type_numbers(instructions: list[Instruction], backend: Any) -> list[Instruct
         arrays = list(values_in(ins.args))
         dtypes = {v.dtype for v in arrays}
         numbers = [a for a in ins.args if type(a) in (int, float)]
-        if ins.kwargs or not numbers or not ins.out or not ins.out.shape or len(dtypes) != 1:
+        if ins.kwargs or not numbers or ins.out is None or not ins.out.shape or len(dtypes) != 1:
             result.append(ins)
             continue
         (dtype,) = dtypes
@@ -328,7 +331,8 @@ def type_numbers(instructions: list[Instruction], backend: Any) -> list[Instruct
         for a in ins.args:
             typed = backend.typed_number(ins.fn, a, dtype) if type(a) in (int, float) else None
             if typed is not None:
-                a = constants.setdefault((type(a), a, dtype), _constant(typed, dtype))
+                key = (type(a), repr(a), dtype)  # repr: 0.0 and -0.0 are equal, not the same
+                a = constants.get(key) or constants.setdefault(key, _constant(typed, dtype))
             args.append(a)
         result.append(Instruction(ins.fn, tuple(args), {}, ins.out, ins.name, ins.error))
     return result
