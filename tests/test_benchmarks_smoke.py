@@ -46,3 +46,23 @@ def test_profile_sorts_every_engine_function_into_a_part():
     assert profile.part_of(tensor_file, "_propagate") == "backward walk"
     assert profile.part_of(tensor_file, "shape") == "engine, other"
     assert profile.part_of(str(profile.MODELS / "autoencoder.py"), "loss") == "model code"
+
+
+def test_compile_modes_times_every_setting_and_the_hand_step():
+    from benchmarks import compile_modes
+    from benchmarks.timing import Plan
+
+    found = list(
+        compile_modes.rows("cpu", "float32", ["autoencoder"], Plan(1, repeats=1), hand=True)
+    )
+    settings = [row["setting"] for row in found]
+    assert settings == ["eager", *compile_modes.SETTINGS, compile_modes.HAND]
+    assert all(row["median_ms"] > 0 for row in found)
+    assert found[-1]["graphs"] == "-"
+
+
+def test_compile_modes_refuses_the_hand_step_off_the_cpu(capsys):
+    from benchmarks import compile_modes
+
+    assert compile_modes.main(["--hand", "--device", "strict"]) == 2
+    assert "--hand runs on the cpu only" in capsys.readouterr().err

@@ -30,7 +30,14 @@ RECURRENT = {"rnn", "lstm", "gru"}
 # Every optimisation off but one: what each one alone must leave unchanged.
 ONLY = {
     name: {field.name: field.name == name for field in dataclasses.fields(Options)}
-    for name in ("merge_duplicates", "fold_constants", "dead_code", "reuse_buffers")
+    for name in (
+        "merge_duplicates",
+        "fold_constants",
+        "dead_code",
+        "fold_casts",
+        "typed_numbers",
+        "reuse_buffers",
+    )
 }
 
 
@@ -168,6 +175,101 @@ def test_dead_code_drops_the_gradient_of_the_input_data():
     # forward 2 products; backward: 2 weight gradients + the hidden layer's input gradient
     assert _count(step.source(), "matmul") == 5
     assert _count(kept.source(), "matmul") == 6
+
+
+def test_a_comparison_only_a_cast_reads_is_computed_as_the_cast():
+    """Each sigmoid's mask, astype(z >= 0, float): one call, into a float buffer."""
+    _, _, kept = train("lstm", "float32", "cpu", True, steps=2, fold_casts=False)
+    _, _, step = train("lstm", "float32", "cpu", True, steps=2)
+    casts = _casts_of_booleans(kept)
+    folded = [line for line in step.source().splitlines() if line.endswith(" as float32")]
+    assert casts > 10 and _casts_of_booleans(step) == 0
+    assert len(folded) == casts
+    assert all(", out=b" in line for line in folded)  # written as float, not cast after
+
+
+def _casts_of_booleans(step) -> int:
+    return sum(
+        ins.name == "astype" and ins.args[0].dtype == np.bool_
+        for ins in step.program().instructions
+    )
+
+
+def test_a_comparison_read_elsewhere_keeps_its_cast():
+    def step(x):
+        mask = x >= 0
+        return (tg.where(mask, x, -x) * tg.astype(mask, dtype="float64")).sum()
+
+    run = tg.compile(step)
+    for values in ([1.0, -2.0, 3.0], [-1.0, 2.0, 0.0]):
+        x = tg.Tensor(np.array(values))
+        assert run(x).item() == step(x).item()
+    assert _count(run.source(), "astype") == 1
+
+
+def _numbers_in_elementwise_calls(step) -> int:
+    return sum(
+        type(a) in (int, float)
+        for ins in step.program().instructions
+        if ins.out is not None and ins.out.shape and NumpyBackend().can_alias(ins.fn)
+        for a in ins.args
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numbers_become_constants_of_the_arrays_dtype(dtype):
+    _, _, kept = train("gru", dtype, "cpu", True, steps=2, typed_numbers=False)
+    _, _, step = train("gru", dtype, "cpu", True, steps=2)
+    assert _numbers_in_elementwise_calls(kept) > 50  # 1 + e, z >= 0, x * -1, ...
+    assert _numbers_in_elementwise_calls(step) == 0
+    typed = [v for ins in step.program().instructions for v in ins.args if _is_typed(v)]
+    assert typed and all(v.constant.dtype == np.dtype(dtype) for v in typed)
+
+
+def _is_typed(v) -> bool:
+    return getattr(v, "kind", None) == "const" and getattr(v.constant, "shape", None) == ()
+
+
+def test_numbers_equal_but_for_their_sign_stay_apart():
+    def step(x):
+        return x * 0.0, x * -0.0, x - 0.0, x + -0.0
+
+    run = tg.compile(step)
+    for values in ([1.0, 2.0], [-3.0, 0.0]):
+        x = tg.Tensor(np.array(values))
+        for compiled, eager in zip(run(x), step(x)):
+            assert compiled.numpy().tobytes() == eager.numpy().tobytes()  # signs of zeros too
+    assert _numbers_in_elementwise_calls(run) == 0
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_a_typed_number_computes_what_the_python_number_does(dtype):
+    """NumPy converts a Python number to the arrays' dtype (NEP 50): the constant must
+    give the same bits, or not be made (a number the dtype cannot hold)."""
+    backend = NumpyBackend()
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=50) * 10.0 ** rng.integers(-5, 5, 50)).astype(dtype)
+    numbers = [0, 1, -1, 4, 2**24 + 1, 2**60, 0.1, 1e-6, 0.975, -0.0, 1e-45, 3.4e38, 1e39]
+    numbers += [float("inf"), float("nan")]
+    ufuncs = [np.multiply, np.add, np.subtract, np.divide, np.greater_equal, np.maximum]
+    made = 0
+    for number in numbers:
+        for ufunc in ufuncs:
+            typed = backend.typed_number(ufunc, number, x.dtype)
+            if typed is None:
+                continue
+            made += 1
+            with np.errstate(all="ignore"):
+                for expected, got in (
+                    (ufunc(x, number), ufunc(x, typed)),
+                    (ufunc(number, x), ufunc(typed, x)),
+                ):
+                    assert got.dtype == expected.dtype
+                    assert got.tobytes() == expected.tobytes(), (ufunc, number)
+    assert made > len(ufuncs) * 8
+    assert backend.typed_number(np.multiply, 2**24 + 1, np.float32) is None  # not exact
+    assert backend.typed_number(np.multiply, 1e39, np.float32) is None  # not finite
+    assert backend.typed_number(np.multiply, 3, np.int64) is None  # only floating arrays
 
 
 def test_new_parameter_values_go_into_the_parameters_own_arrays():

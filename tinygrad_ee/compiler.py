@@ -175,6 +175,9 @@ class _Program:
         # Guards: the tensors' arrays and flags, the structure, and the step's own reads.
         touched = self.states + self.write_only
         self.arrays = [(t, t.data, t.requires_grad) for t in touched]
+        # what a replay passes for them: the arrays the guards hold them to
+        self.state_arrays = [t.data for t in self.states]
+        self.write_arrays = [t.data for t in self.write_only]
         self.guards = [*trace.guards, (nn.structure_version, nn.structure_version())]
         parameters = [trace.inputs[i] for i in self.used_inputs]
         parameters += [value for _, value in trace.states]
@@ -205,21 +208,27 @@ class _Program:
                 return "stale"
             if t.requires_grad != requires_grad:
                 return False
-        return all(_same(read(), expected) for read, expected in self.guards)
+        for read, expected in self.guards:
+            now = read()
+            if now is not expected and not _same(now, expected):
+                return False
+        return True
 
     def replay(self, args: tuple, kwargs: dict) -> Any:
         inputs = [x for x in _flatten((args, kwargs)) if isinstance(x, Tensor)]
         arguments = [inputs[i].data for i in self.used_inputs]
-        arguments += [t.data for t in self.states]
+        arguments += self.state_arrays  # guards_hold checked that the tensors hold them
         arguments += [read() for read in self.hosts]
-        arguments += [t.data for t in self.write_only]
+        arguments += self.write_arrays
         arrays = self.replay_code.run(*arguments)
         for t, grad in self.grads:
             t.grad = grad
-        new_grads = iter(arrays[len(arrays) - sum(v is not None for _, v, _ in self.input_grads) :])
-        for position, value, grad in self.input_grads:
-            x = inputs[position]
-            x.grad = grad if value is None else Tensor._make(next(new_grads), x.backend)
+        if self.input_grads:
+            new = sum(v is not None for _, v, _ in self.input_grads)
+            new_grads = iter(arrays[len(arrays) - new :])
+            for position, value, grad in self.input_grads:
+                x = inputs[position]
+                x.grad = grad if value is None else Tensor._make(next(new_grads), x.backend)
         return _fill(self.template, arrays, inputs)
 
 

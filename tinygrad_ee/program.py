@@ -16,6 +16,10 @@ benchmarks.compile_modes` can measure what each is worth:
   weight's gradient, one term per time step) becomes one product of the stacked
   operands, ``[A_1; ...; A_T]^T [B_1; ...; B_T]``: the same value up to the order of
   the additions;
+- ``fold_casts``: a comparison whose result only a cast reads (the ``astype(z >= 0,
+  float32)`` of every sigmoid) writes the cast result directly;
+- ``typed_numbers``: the Python numbers of elementwise calls (``1 + e``, ``x * -1``)
+  become constants of their arrays' dtype, made once (NumPy);
 - ``fuse``: runs of elementwise instructions become one kernel each (CUDA);
 - ``reuse_buffers`` and ``cuda_graph`` act on the generated function (replay.py,
   captured.py).
@@ -37,12 +41,15 @@ class Options:
     """Which program-level optimisations a compiled step applies (all on by default).
 
     ``fuse`` and ``cuda_graph`` only act on CUDA: elementwise chains as single kernels,
-    and the whole replay launched as one CUDA graph."""
+    and the whole replay launched as one CUDA graph; ``fold_casts`` and
+    ``typed_numbers`` where the backend allows them (NumPy)."""
 
     merge_duplicates: bool = True
     fold_constants: bool = True
     dead_code: bool = True
     stack_products: bool = True
+    fold_casts: bool = True
+    typed_numbers: bool = True
     reuse_buffers: bool = True
     fuse: bool = True
     cuda_graph: bool = True
@@ -95,7 +102,9 @@ def _key(x: Any) -> Any:
         return ("dict", *sorted((k, _key(v)) for k, v in x.items()))
     if type(x) is slice:
         return ("slice", _key(x.start), _key(x.stop), _key(x.step))
-    if x is None or x is Ellipsis or type(x) in (int, float, bool, str):
+    if type(x) is float:  # by repr: 0.0 == -0.0, but x * 0.0 and x * -0.0 differ
+        return ("float", repr(x))
+    if x is None or x is Ellipsis or type(x) in (int, bool, str):
         return (type(x).__name__, x)
     try:
         hash(x)
@@ -257,6 +266,80 @@ def stack_products(
             kept.append(ins)
             needed.update(values_in((ins.args, ins.kwargs)))
     return kept[::-1]
+
+
+def fold_casts(
+    instructions: list[Instruction], outputs: list[Value], backend: Any
+) -> list[Instruction]:
+    """Drop each ``astype(x, dtype)`` of a boolean ``x`` that nothing else reads, when
+    the backend can compute ``x`` as ``dtype`` directly (`Backend.cast_result`): the
+    instruction making ``x`` makes the cast result instead, one call and one array
+    fewer (a sigmoid's mask, a one-hot row)."""
+    astype = getattr(backend.xp, "astype", None)
+    made_by = {ins.out: ins for ins in instructions if ins.out is not None}
+    uses: dict[Value, int] = {}
+    for ins in instructions:
+        for value in values_in((ins.args, ins.kwargs)):
+            uses[value] = uses.get(value, 0) + 1
+    replaced: dict[Instruction, Instruction | None] = {}  # None: dropped
+    names: dict[Value, Value] = {}  # a cast's result -> the new instruction's
+    for ins in instructions:
+        if ins.fn is not astype or astype is None or len(ins.args) != 2 or ins.out in outputs:
+            continue
+        x, dtype = ins.args
+        producer = made_by.get(x)
+        if producer is None or uses[x] != 1 or x in outputs or set(ins.kwargs) - {"copy"}:
+            continue
+        if producer.kwargs or x.dtype is None:
+            continue
+        fn = backend.cast_result(producer.fn, x.dtype, dtype)
+        if fn is not None:
+            # a value of its own (astype's may be a view of x: `copy=False`)
+            names[ins.out] = _new_value(ins.out, ins.out.shape)
+            name = f"{producer.name} as {ins.out.dtype}"
+            replaced[producer] = Instruction(fn, producer.args, {}, names[ins.out], name)
+            replaced[ins] = None
+    if not replaced:
+        return instructions
+    result = []
+    for ins in instructions:
+        ins = replaced.get(ins, ins)
+        if ins is not None:
+            args, kwargs = _renamed(ins.args, names), _renamed(ins.kwargs, names)
+            result.append(Instruction(ins.fn, args, kwargs, ins.out, ins.name, ins.error))
+    return result
+
+
+def type_numbers(instructions: list[Instruction], backend: Any) -> list[Instruction]:
+    """Pass each Python number of an elementwise instruction on arrays of one dtype as
+    the constant the backend says the call computes with (`Backend.typed_number`),
+    one constant per number and dtype. (Calls on 0-d values are left alone.)"""
+    constants: dict[tuple, Value] = {}
+    result = []
+    for ins in instructions:
+        arrays = list(values_in(ins.args))
+        dtypes = {v.dtype for v in arrays}
+        numbers = [a for a in ins.args if type(a) in (int, float)]
+        if ins.kwargs or not numbers or ins.out is None or not ins.out.shape or len(dtypes) != 1:
+            result.append(ins)
+            continue
+        (dtype,) = dtypes
+        if dtype is None or any(not v.shape for v in arrays):
+            result.append(ins)
+            continue
+        args = []
+        for a in ins.args:
+            typed = backend.typed_number(ins.fn, a, dtype) if type(a) in (int, float) else None
+            if typed is not None:
+                key = (type(a), repr(a), dtype)  # repr: 0.0 and -0.0 are equal, not the same
+                a = constants.get(key) or constants.setdefault(key, _constant(typed, dtype))
+            args.append(a)
+        result.append(Instruction(ins.fn, tuple(args), {}, ins.out, ins.name, ins.error))
+    return result
+
+
+def _constant(array: Any, dtype: Any) -> Value:
+    return Value(next(_counter), "const", tuple(array.shape), dtype, True, (), array)
 
 
 _counter = itertools.count(1_000_000)  # indices of values the passes make

@@ -27,10 +27,12 @@ from .program import (
     Options,
     _producer,
     eliminate_dead_code,
+    fold_casts,
     fold_constants,
     fuse_elementwise,
     merge_duplicates,
     stack_products,
+    type_numbers,
 )
 from .tracing import Instruction, Value, values_in
 
@@ -364,6 +366,10 @@ def build(
         instructions = stack_products(instructions, backend)
     if options.dead_code:
         instructions = eliminate_dead_code(instructions, outputs)
+    if options.fold_casts:
+        instructions = fold_casts(instructions, outputs, backend)
+    if options.typed_numbers:
+        instructions = type_numbers(instructions, backend)
     if options.fuse and backend.fuse is not None:
         instructions = fuse_elementwise(instructions, outputs, backend)
     reuse = options.reuse_buffers and backend.supports_out
