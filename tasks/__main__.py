@@ -51,7 +51,8 @@ checkpoints and --resume:
   Every training run writes OUT/{checkpoint.FOLDER}/<run>.npz atomically at each epoch end
   (with `all`: in each experiment's folder). The same command with --resume continues it
   and ends as an uninterrupted run would (bit for bit on the CPU); --epochs, --lr,
-  --momentum, --clip and --device may change, nothing else. Without --resume, an --out
+  --momentum, --clip and --device may change (and --no-progress, --no-compile,
+  --blas-threads, --detect-anomaly), nothing else. Without --resume, an --out
   holding an unfinished run is refused. Ctrl-C finishes the batch, saves and exits.
 
 exit status:

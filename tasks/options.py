@@ -122,7 +122,8 @@ seed.__name__ = "seed"  # argparse: "invalid seed value"
 @dataclass
 class TrainingConfig:
     """How a model is trained; each experiment has its own values (docs/experiments.md).
-    The defaults here are the original experiments' (`tasks.experiment.RECIPES`)."""
+    Each experiment's recipes (`RECIPES` in tasks/autoencoder.py, language_model.py,
+    activity.py) give the values."""
 
     epochs: int = option(help="training epochs (at most)", parse=positive_int)
     batch_size: int = option(help="mini-batch size", parse=positive_int)
