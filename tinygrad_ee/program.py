@@ -55,14 +55,28 @@ class Options:
     cuda_graph: bool = True
 
 
-def _renamed(x: Any, names: dict[Value, Value]) -> Any:
+def _resolved(x: Any, known: Callable[[Value], Any]) -> Any:
+    """``x`` (an instruction's nested arguments) with each Value ``v`` as ``known(v)``."""
     if isinstance(x, Value):
-        return names.get(x, x)
+        return known(x)
     if type(x) in (tuple, list):
-        return type(x)(_renamed(item, names) for item in x)
+        return type(x)(_resolved(item, known) for item in x)
     if type(x) is dict:
-        return {key: _renamed(item, names) for key, item in x.items()}
+        return {key: _resolved(item, known) for key, item in x.items()}
     return x
+
+
+def _renamed(x: Any, names: dict[Value, Value]) -> Any:
+    return _resolved(x, lambda v: names.get(v, v))
+
+
+def _use_counts(instructions: list[Instruction]) -> dict[Value, int]:
+    """How many times each value is an argument."""
+    uses: dict[Value, int] = {}
+    for ins in instructions:
+        for value in values_in((ins.args, ins.kwargs)):
+            uses[value] = uses.get(value, 0) + 1
+    return uses
 
 
 # --- optimisations ------------------------------------------------------------------------
@@ -137,16 +151,6 @@ def fold_constants(instructions: list[Instruction], backend: Any) -> list[Instru
     return kept
 
 
-def _resolved(x: Any, known: Callable[[Value], Any]) -> Any:
-    if isinstance(x, Value):
-        return known(x)
-    if type(x) in (tuple, list):
-        return type(x)(_resolved(item, known) for item in x)
-    if type(x) is dict:
-        return {key: _resolved(item, known) for key, item in x.items()}
-    return x
-
-
 def eliminate_dead_code(instructions: list[Instruction], outputs: list[Value]) -> list[Instruction]:
     """Keep the checks and what the outputs need; drop the rest."""
     live = set(outputs)
@@ -167,10 +171,7 @@ def stack_products(
     replaces are left to `eliminate_dead_code`."""
     xp = backend.xp
     made_by = {ins.out: ins for ins in instructions if ins.out is not None}
-    uses: dict[Value, int] = {}
-    for ins in instructions:
-        for value in values_in((ins.args, ins.kwargs)):
-            uses[value] = uses.get(value, 0) + 1
+    uses = _use_counts(instructions)
 
     def is_add(ins: Instruction | None) -> bool:
         return ins is not None and backend.is_add(ins.fn) and len(ins.args) == 2 and not ins.kwargs
@@ -214,7 +215,7 @@ def stack_products(
         (and where that run starts), usable by a sum first needed at ``after``: the
         backward of a recurrence's ``unbind`` stacks each step's gradient, and a
         recurrent weight's gradient needs them too."""
-        wanted = {id(_producer(b, made_by, xp)) for b in b_list}
+        wanted = {id(producer_of(b, made_by, xp)) for b in b_list}
         for stack in stacks:
             parts = stack.args[0] if stack.args else None
             if type(parts) not in (list, tuple) or position[stack.out] >= after:
@@ -247,7 +248,7 @@ def stack_products(
             continue
         stack, start = found
         order = [id(p) for p in stack.args[0]]
-        stackable.sort(key=lambda item: order.index(id(_producer(item[1][1], made_by, xp))))
+        stackable.sort(key=lambda item: order.index(id(producer_of(item[1][1], made_by, xp))))
         new = _stacked_sum(ins, parts, stackable, xp, (stack.out, start))
         if position[stack.out] > position[ins.out]:
             replaced[ins] = []
@@ -276,15 +277,14 @@ def fold_casts(
     instruction making ``x`` makes the cast result instead, one call and one array
     fewer (a sigmoid's mask, a one-hot row)."""
     astype = getattr(backend.xp, "astype", None)
+    if astype is None:
+        return instructions
     made_by = {ins.out: ins for ins in instructions if ins.out is not None}
-    uses: dict[Value, int] = {}
-    for ins in instructions:
-        for value in values_in((ins.args, ins.kwargs)):
-            uses[value] = uses.get(value, 0) + 1
+    uses = _use_counts(instructions)
     replaced: dict[Instruction, Instruction | None] = {}  # None: dropped
     names: dict[Value, Value] = {}  # a cast's result -> the new instruction's
     for ins in instructions:
-        if ins.fn is not astype or astype is None or len(ins.args) != 2 or ins.out in outputs:
+        if ins.fn is not astype or len(ins.args) != 2 or ins.out in outputs:
             continue
         x, dtype = ins.args
         producer = made_by.get(x)
@@ -319,7 +319,7 @@ def type_numbers(instructions: list[Instruction], backend: Any) -> list[Instruct
     for ins in instructions:
         arrays = list(values_in(ins.args))
         dtypes = {v.dtype for v in arrays}
-        numbers = [a for a in ins.args if type(a) in (int, float)]
+        numbers = any(type(a) in (int, float) for a in ins.args)
         if ins.kwargs or not numbers or ins.out is None or not ins.out.shape or len(dtypes) != 1:
             result.append(ins)
             continue
@@ -332,7 +332,9 @@ def type_numbers(instructions: list[Instruction], backend: Any) -> list[Instruct
             typed = backend.typed_number(ins.fn, a, dtype) if type(a) in (int, float) else None
             if typed is not None:
                 key = (type(a), repr(a), dtype)  # repr: 0.0 and -0.0 are equal, not the same
-                a = constants.get(key) or constants.setdefault(key, _constant(typed, dtype))
+                if key not in constants:
+                    constants[key] = _constant(typed, dtype)
+                a = constants[key]
             args.append(a)
         result.append(Instruction(ins.fn, tuple(args), {}, ins.out, ins.name, ins.error))
     return result
@@ -519,7 +521,7 @@ class Names:
         return name
 
 
-def _producer(part: Value, made_by: dict, xp: Any) -> Value:
+def producer_of(part: Value, made_by: dict, xp: Any) -> Value:
     """The value whose array ``part`` is: itself, or what it reshapes without changing
     its shape (a linear layer's (-1, n) view of an (N, n) input)."""
     ins = made_by.get(part)

@@ -25,12 +25,12 @@ from typing import Any
 from .program import (
     Names,
     Options,
-    _producer,
     eliminate_dead_code,
     fold_casts,
     fold_constants,
     fuse_elementwise,
     merge_duplicates,
+    producer_of,
     stack_products,
     type_numbers,
 )
@@ -195,7 +195,7 @@ def _assemble(instructions: list[Instruction], plan: Plan, kept: set[Value], bac
                 index = ":, " * axis + f"{offset}:{offset + part.shape[axis]}"
                 offset += part.shape[axis]
             where = f"{storage}[{index}]"
-            producer = _producer(part, made_by, xp)
+            producer = producer_of(part, made_by, xp)
             maker = made_by.get(producer)
             fits = (
                 maker is not None
