@@ -1,5 +1,5 @@
 """``python -m benchmarks``: every benchmark in one run (see `benchmarks.suite`)."""
 
-from benchmarks.suite import main
+from .suite import main
 
 raise SystemExit(main())

@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from threadpoolctl import threadpool_limits
 
 import tinygrad_ee as tg
-from benchmarks import models
-from benchmarks.timing import Plan, measure_interleaved, synchronizer
 from tinygrad_ee.program import Options
+
+from . import models
+from .timing import Plan, measure_interleaved, synchronizer
 
 OFF = {field.name: False for field in dataclasses.fields(Options)}
 # Each setting switches on one more optimisation than the one before.

@@ -13,7 +13,7 @@
 #                  per-op overhead; the report, and DEVICE/results.json
 #   bench_cpu      the same on the CPU, run alongside (other cores) for the comparison
 #   tests          the test suite, CUDA backend included where CuPy sees a GPU
-#   tasks          one full activity run (GRU), then python -m tasks all --quick, on DEVICE
+#   tasks          one full activity run (GRU), then tinygrad-ee all --quick, on DEVICE
 # (Eight files in all: what a lent machine sends back. The scaling plots can be drawn
 # again from the JSON with benchmarks.report.plot_scaling.) Each step has a time limit;
 # a step cut short says so in summary.txt and the others go on.
@@ -75,8 +75,8 @@ step compile_modes "${LIMITS[0]}" "$PYTHON" -m benchmarks.compile_modes --device
 bench "$DEVICE" "${LIMITS[1]}"
 step tests "${LIMITS[3]}" "$PYTHON" -m pytest -q -rs -p no:cacheprovider -p no:benchmark "${TESTS[@]}" &
 TESTS_PID=$!
-step tasks "${LIMITS[4]}" bash -c "$PYTHON -m tasks ${FULL[*]} --device $DEVICE --no-progress --out $RUNS/full &&
-    cat $RUNS/full/report.md && $PYTHON -m tasks ${QUICK[*]} --device $DEVICE --no-progress --out $RUNS/quick"
+step tasks "${LIMITS[4]}" bash -c "$PYTHON -m tinygrad_ee.tasks ${FULL[*]} --device $DEVICE --no-progress --out $RUNS/full &&
+    cat $RUNS/full/report.md && $PYTHON -m tinygrad_ee.tasks ${QUICK[*]} --device $DEVICE --no-progress --out $RUNS/quick"
 wait "$TESTS_PID"
 [ -n "${CPU_BENCH:-}" ] && wait "$CPU_BENCH"
 rm -rf "$RUNS"

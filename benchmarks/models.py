@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
+from tinygrad_ee.models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
 
 import tinygrad_ee as tg
-from benchmarks import reference
-from models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
 from tinygrad_ee import nn, optim
+
+from . import reference
 
 RECURRENT_CELLS = ("rnn", "lstm", "gru")
 # The recurrent classifiers' data, as in the activity experiment: a 3-axis

@@ -19,7 +19,8 @@ from collections.abc import Callable
 import numpy as np
 
 import tinygrad_ee as tg
-from benchmarks.timing import positive_int, synchronizer
+
+from .timing import positive_int, synchronizer
 
 # What each figure of `measure` is, for reports.
 DESCRIPTIONS = {

@@ -26,10 +26,13 @@ import cProfile
 import pstats
 from pathlib import Path
 
+import tinygrad_ee.models
 from threadpoolctl import threadpool_limits
 
-from benchmarks import models
-from benchmarks.timing import Plan, measure, positive_int
+import tinygrad_ee
+
+from . import models
+from .timing import Plan, measure, positive_int
 
 RECORDING = {"apply", "apply_multi", "_make", "tensor_op", "__init__"}
 WALK = {
@@ -40,8 +43,8 @@ WALK = {
     "_accumulate_leaf",
     "_sum_to_shape",
 }
-ENGINE = Path(models.__file__).resolve().parents[1] / "tinygrad_ee"
-MODELS = ENGINE.parent / "models"
+ENGINE = Path(tinygrad_ee.__file__).resolve().parent
+MODELS = Path(tinygrad_ee.models.__file__).resolve().parent
 
 
 def part_of(filename: str, function: str) -> str:

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import models
-from benchmarks.timing import Plan, cuda_index, measure_interleaved, synchronizer
+from . import models
+from .timing import Plan, cuda_index, measure_interleaved, synchronizer
 
 MiB = 2**20
 LENGTHS = (25, 50, 100, 150, 300)  # T, at BATCH

@@ -43,8 +43,9 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import tinygrad_ee as tg
-from benchmarks import models, op_overhead, report, scaling, torch_reference
-from benchmarks.timing import (
+
+from . import models, op_overhead, report, scaling, torch_reference
+from .timing import (
     Plan,
     Timing,
     cuda_index,

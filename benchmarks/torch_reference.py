@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.models import Case, Runners
+from .models import Case, Runners
 
 TORCH_MISSING = "torch not installed"
 VARIANTS = ("elementary", "nn")

@@ -1,1 +1,2 @@
-"""The command line (``python -m tasks``): experiments, training, checkpoints, reports."""
+"""The command line (``tinygrad-ee``, installed as ``tinygrad_ee.tasks``): experiments,
+their data (`data`), training, checkpoints, reports."""

@@ -10,14 +10,14 @@ import argparse
 from dataclasses import dataclass
 
 import numpy as np
+from tinygrad_ee.models import CELLS, SequenceClassifier
+from tinygrad_ee.models.recurrent import INITS
 
 import tinygrad_ee as tg
-from data import ActivityData, default_activity, load_activity, require_rows
-from data.preprocessing import quick_subset, split_validation
-from models import CELLS, SequenceClassifier
-from models.recurrent import INITS
 
 from . import plots
+from .data import ActivityData, default_activity, load_activity, require_rows
+from .data.preprocessing import quick_subset, split_validation
 from .experiment import Experiment, Settings, evaluate, fingerprint, training_figures
 from .files import save_model
 from .options import open_unit_interval, option, positive_int

@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from tinygrad_ee.models import SparseAutoencoder
 
 import tinygrad_ee as tg
-from data import DataError, default_patches, load_patches, preprocess_patches, quick_subset
-from models import SparseAutoencoder
 
 from . import plots
+from .data import DataError, default_patches, load_patches, preprocess_patches, quick_subset
 from .experiment import Experiment, Settings, fingerprint, training_figures
 from .files import save_model
 from .options import non_negative, open_unit_interval, option, positive_int

@@ -17,9 +17,10 @@ from typing import IO, Any
 import h5py
 import numpy as np
 
-from data import embedded, unholdable
 from tinygrad_ee import nn
 from tinygrad_ee.backend import dtype_name
+
+from .data import embedded, unholdable
 
 MAX_ENTRY_BYTES = 8 * 2**30  # a small archive can declare (and inflate to) any size
 _KINDS = {  # what a file is, by its first bytes; None: a zip archive, as an .npz is

@@ -12,12 +12,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from tinygrad_ee.models import FourGramLanguageModel
 
 import tinygrad_ee as tg
-from data import NgramData, default_ngrams, load_ngrams, quick_subset, require_rows
-from models import FourGramLanguageModel
 
 from . import plots
+from .data import NgramData, default_ngrams, load_ngrams, quick_subset, require_rows
 from .experiment import Experiment, Settings, evaluate, fingerprint, training_figures
 from .files import save_model
 from .options import option

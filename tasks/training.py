@@ -22,9 +22,9 @@ import numpy as np
 from tqdm import tqdm
 
 import tinygrad_ee as tg
-from data import unholdable
 from tinygrad_ee import nn, optim
 
+from .data import unholdable
 from .options import TrainingConfig
 
 

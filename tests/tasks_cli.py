@@ -1,4 +1,5 @@
-"""Running ``python -m tasks`` in a subprocess, as a user would (shared by the CLI tests)."""
+"""Running the command line (``python -m tinygrad_ee.tasks``, the same as ``tinygrad-ee``)
+in a subprocess, as a user would (shared by the CLI tests)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ def default_sigint() -> None:
 def start_cli(
     *args: str,
     env: dict | None = None,
-    program: tuple[str, ...] = ("-m", "tasks"),
+    program: tuple[str, ...] = ("-m", "tinygrad_ee.tasks"),
     preexec_fn=None,
 ) -> subprocess.Popen:
-    """``python -m tasks *args`` started from the repository root, its output piped.
-    ``env`` adds variables; ``program`` replaces ``-m tasks`` (e.g. ``-c CODE``);
+    """``python -m tinygrad_ee.tasks *args`` started from the repository root, its output
+    piped. ``env`` adds variables; ``program`` replaces ``-m tinygrad_ee.tasks`` (e.g.
+    ``-c CODE``);
     ``preexec_fn`` also runs in the child before exec."""
 
     def prepare() -> None:
@@ -46,7 +48,7 @@ def start_cli(
 
 
 def run_cli(*args: str, timeout: float = 600, **options) -> subprocess.CompletedProcess:
-    """``python -m tasks *args`` run to the end; ``options`` as for `start_cli`."""
+    """The command line run to the end; ``options`` as for `start_cli`."""
     process = start_cli(*args, **options)
     try:
         stdout, stderr = process.communicate(timeout=timeout)

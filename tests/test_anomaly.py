@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tinygrad_ee.models import SparseAutoencoder
 
 import tinygrad_ee as tg
-from models import SparseAutoencoder
 from tinygrad_ee import strategies
 
 

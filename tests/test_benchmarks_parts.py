@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from tinygrad_ee.benchmarks import scaling, timing
+from tinygrad_ee.benchmarks.timing import Plan, measure, no_sync, synchronizer
 
 import tinygrad_ee as tg
-from benchmarks import scaling, timing
-from benchmarks.timing import Plan, measure, no_sync, synchronizer
 
 
 def test_measure_synchronises_before_and_after_every_timed_call():

@@ -3,8 +3,7 @@
 import math
 
 import pytest
-
-from benchmarks import op_overhead
+from tinygrad_ee.benchmarks import op_overhead
 
 # Each overhead figure: (engine timing, raw timing, number of ops it is shared by).
 OVERHEADS = {
@@ -33,7 +32,7 @@ def test_op_overhead_reports_every_figure():
 
 
 def test_profile_sorts_every_engine_function_into_a_part():
-    from benchmarks import profile
+    from tinygrad_ee.benchmarks import profile
 
     stats, parts = profile.profile("autoencoder", "float32", steps=1)
     assert {"op arithmetic, forward", "op arithmetic, backward", "recording"} <= set(parts)
@@ -49,8 +48,8 @@ def test_profile_sorts_every_engine_function_into_a_part():
 
 
 def test_compile_modes_times_every_setting_and_the_hand_step():
-    from benchmarks import compile_modes
-    from benchmarks.timing import Plan
+    from tinygrad_ee.benchmarks import compile_modes
+    from tinygrad_ee.benchmarks.timing import Plan
 
     found = list(
         compile_modes.rows("cpu", "float32", ["autoencoder"], Plan(1, repeats=1), hand=True)
@@ -62,7 +61,7 @@ def test_compile_modes_times_every_setting_and_the_hand_step():
 
 
 def test_compile_modes_refuses_the_hand_step_off_the_cpu(capsys):
-    from benchmarks import compile_modes
+    from tinygrad_ee.benchmarks import compile_modes
 
     assert compile_modes.main(["--hand", "--device", "strict"]) == 2
     assert "--hand runs on the cpu only" in capsys.readouterr().err

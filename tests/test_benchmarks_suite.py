@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tinygrad_ee.benchmarks import models, op_overhead, scaling, suite, torch_reference
+from tinygrad_ee.benchmarks.timing import Plan
 
 import tinygrad_ee as tg
-from benchmarks import models, op_overhead, scaling, suite, torch_reference
-from benchmarks.timing import Plan
 
 REPO = Path(__file__).resolve().parents[1]
 TORCH_INSTALLED = importlib.util.find_spec("torch") is not None

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from benchmarks import models, torch_reference
+from tinygrad_ee.benchmarks import models, torch_reference
 
 torch = pytest.importorskip(
     "torch", reason="PyTorch is not installed (pip install -e '.[bench]'): no reference to compare"

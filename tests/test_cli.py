@@ -14,12 +14,18 @@ import numpy as np
 import pytest
 from conftest import CUDA_MISSING
 from tasks_cli import ROOT, run_cli
+from tinygrad_ee.models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
+from tinygrad_ee.tasks.data import (
+    default_activity,
+    default_ngrams,
+    default_patches,
+    preprocess_patches,
+    quick_subset,
+)
+from tinygrad_ee.tasks.files import load_model
+from tinygrad_ee.tasks.options import MAX_SEED
 
 import tinygrad_ee as tg
-from data import default_activity, default_ngrams, default_patches, preprocess_patches, quick_subset
-from models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
-from tasks.files import load_model
-from tasks.options import MAX_SEED
 
 COMMON_KEYS = {
     "experiment",
@@ -47,7 +53,15 @@ def runs(tmp_path_factory):
     # Started together: on two cores the four runs take about the time of the longest.
     processes = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "tasks", *args, "--no-progress", "--out", str(base / name)],
+            [
+                sys.executable,
+                "-m",
+                "tinygrad_ee.tasks",
+                *args,
+                "--no-progress",
+                "--out",
+                str(base / name),
+            ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -196,7 +210,7 @@ def test_help_documents_every_option_with_its_default():
 
 
 def test_batches_cover_every_sample_once_per_epoch():
-    from tasks.training import batches
+    from tinygrad_ee.tasks.training import batches
 
     parts = batches(103, 32, np.random.default_rng(0))
     assert [len(p) for p in parts] == [32, 32, 32, 7]
@@ -204,7 +218,7 @@ def test_batches_cover_every_sample_once_per_epoch():
 
 
 def test_data_export_writes_the_three_layouts_the_loaders_read(tmp_path):
-    from data import load_activity, load_ngrams, load_patches
+    from tinygrad_ee.tasks.data import load_activity, load_ngrams, load_patches
 
     completed = run_cli("data", "export", "--out", str(tmp_path))
     assert completed.returncode == 0, completed.stderr[-2000:]
@@ -238,7 +252,7 @@ def test_data_export_writes_the_three_layouts_the_loaders_read(tmp_path):
     ],
 )
 def test_out_of_range_options_are_usage_errors(args, capsys):
-    from tasks.__main__ import build_parser
+    from tinygrad_ee.tasks.cli import build_parser
 
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(args)
@@ -358,7 +372,7 @@ def test_options_the_runs_dtype_cannot_hold_are_usage_errors(tmp_path, option, v
 
 
 def test_an_option_float64_holds_is_accepted_with_dtype_float64(monkeypatch, tmp_path):
-    from tasks import __main__ as cli
+    from tinygrad_ee.tasks import cli
 
     ran = []
     monkeypatch.setattr(cli, "_run", lambda args: ran.append(args) or 0)
@@ -370,8 +384,7 @@ def test_an_option_float64_holds_is_accepted_with_dtype_float64(monkeypatch, tmp
 def test_running_out_of_memory_beyond_the_estimate_is_a_one_line_error(
     monkeypatch, tmp_path, capsys
 ):
-    from tasks import __main__ as cli
-    from tasks import autoencoder
+    from tinygrad_ee.tasks import autoencoder, cli
 
     def allocate(*args):
         raise MemoryError("Unable to allocate 1.86 TiB for an array with shape (10**6, 5 * 10**5)")

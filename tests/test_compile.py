@@ -16,9 +16,9 @@ import pytest
 from conftest import CUDA_MISSING
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tinygrad_ee.models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
 
 import tinygrad_ee as tg
-from models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
 from tinygrad_ee import REGISTRY, nn, optim
 from tinygrad_ee.backend import _BACKENDS, NumpyBackend
 from tinygrad_ee.program import Options

@@ -6,20 +6,19 @@ import re
 import h5py
 import numpy as np
 import pytest
-
-from data import embedded
-from data.checks import DataError
-from data.embedded import (
+from tinygrad_ee.tasks.data import embedded
+from tinygrad_ee.tasks.data.checks import DataError
+from tinygrad_ee.tasks.data.embedded import (
     ACTIVITY_CLASSES,
     SHIPPED_NGRAMS,
     default_activity,
     default_ngrams,
     default_patches,
 )
-from data.layouts import load_activity, load_ngrams, load_patches
-from data.ngrams import build_ngrams_from_python_docs
-from data.preprocessing import preprocess_patches, split_validation
-from tasks.files import export_defaults
+from tinygrad_ee.tasks.data.layouts import load_activity, load_ngrams, load_patches
+from tinygrad_ee.tasks.data.ngrams import build_ngrams_from_python_docs
+from tinygrad_ee.tasks.data.preprocessing import preprocess_patches, split_validation
+from tinygrad_ee.tasks.files import export_defaults
 
 SMALL = dict(patch_count=64, activity_train=60, activity_test=12, activity_steps=40)
 

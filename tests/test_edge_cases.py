@@ -6,9 +6,9 @@ import types
 
 import numpy as np
 import pytest
+from tinygrad_ee.models import FourGramLanguageModel, SequenceClassifier
 
 import tinygrad_ee as tg
-from models import FourGramLanguageModel, SequenceClassifier
 from tinygrad_ee import backend as backend_module
 from tinygrad_ee import nn
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tinygrad_ee.models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
 
 import tinygrad_ee as tg
-from models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
 from tinygrad_ee import nn, optim
 
 

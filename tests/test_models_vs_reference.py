@@ -3,10 +3,10 @@
 
 import numpy as np
 import pytest
+from tinygrad_ee.benchmarks import reference
+from tinygrad_ee.models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
 
 import tinygrad_ee as tg
-from benchmarks import reference
-from models import FourGramLanguageModel, SequenceClassifier, SparseAutoencoder
 
 
 def assert_same_gradients(model, loss, expected_loss, expected_grads):

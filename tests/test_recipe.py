@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tinygrad_ee.models import SequenceClassifier
 
 import tinygrad_ee as tg
-from models import SequenceClassifier
 from tinygrad_ee import nn, optim
 
 # Each recipe switches on some parts; "all" is the modern recipe in full.

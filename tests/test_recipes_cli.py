@@ -10,14 +10,14 @@ import h5py
 import numpy as np
 import pytest
 from tasks_cli import run_cli
+from tinygrad_ee.models import SequenceClassifier, SparseAutoencoder
+from tinygrad_ee.tasks.cli import EXPERIMENTS, _settings, build_parser
+from tinygrad_ee.tasks.data import default_activity, quick_subset
+from tinygrad_ee.tasks.data.preprocessing import split_validation
+from tinygrad_ee.tasks.files import export_defaults, read_arrays
+from tinygrad_ee.tasks.training import TrainingConfig, fit
 
 import tinygrad_ee as tg
-from data import default_activity, quick_subset
-from data.preprocessing import split_validation
-from models import SequenceClassifier, SparseAutoencoder
-from tasks.__main__ import EXPERIMENTS, _settings, build_parser
-from tasks.files import export_defaults, read_arrays
-from tasks.training import TrainingConfig, fit
 from tinygrad_ee import nn, optim
 
 # Every setting of the original experiments, as the command line had them before the

@@ -12,9 +12,9 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+from tinygrad_ee.benchmarks import reference as ref
 
 import tinygrad_ee as tg
-from benchmarks import reference as ref
 
 EPS = 1e-6
 RTOL = 1e-5

@@ -18,14 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from tinygrad_ee.models import SparseAutoencoder
+from tinygrad_ee.tasks import files
+from tinygrad_ee.tasks.checkpoint import Checkpoint, read_training_checkpoint
+from tinygrad_ee.tasks.data import DataError, load_activity, load_ngrams, load_patches
+from tinygrad_ee.tasks.files import CheckpointError, load_model, read_arrays, save_model
+from tinygrad_ee.tasks.training import TrainingConfig, TrainingDiverged, fit
 
 import tinygrad_ee as tg
-from data import DataError, load_activity, load_ngrams, load_patches
-from models import SparseAutoencoder
-from tasks import files
-from tasks.checkpoint import Checkpoint, read_training_checkpoint
-from tasks.files import CheckpointError, load_model, read_arrays, save_model
-from tasks.training import TrainingConfig, TrainingDiverged, fit
 from tinygrad_ee import nn
 
 FEW = settings(

@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tasks_cli import run_cli, start_cli
-
-from tasks.__main__ import build_parser, main
-from tasks.checkpoint import read_training_checkpoint
-from tasks.files import read_arrays
+from tinygrad_ee.tasks.checkpoint import read_training_checkpoint
+from tinygrad_ee.tasks.cli import build_parser, main
+from tinygrad_ee.tasks.files import read_arrays
 
 # 288 training series in batches of 32: 9 batches per epoch, 3 epochs, about a second.
 # Adam with weight decay, a learning rate that warms up to 0.3 (too large: epoch 1 is the
@@ -37,7 +36,7 @@ AUTOENCODER = ["autoencoder", "--quick", "--no-sweep", "--no-progress"]
 
 
 def killed_at(point: str, signal_name: str = "KILL") -> tuple[str, ...]:
-    """A ``program`` for run_cli: ``python -m tasks`` that sends itself SIG<signal_name> at
+    """A ``program`` for run_cli: the command line that sends itself SIG<signal_name> at
     "[RUN:]EPOCH:BATCH": once batch BATCH of epoch EPOCH (both from 1) of the training
     run described as RUN (any run if left out) is trained; BATCH 0: as epoch EPOCH
     starts, right after the previous epoch's checkpoint. The hook wraps the methods by
@@ -45,7 +44,7 @@ def killed_at(point: str, signal_name: str = "KILL") -> tuple[str, ...]:
     *run, epoch, batch = point.split(":")
     code = f"""
 import os, runpy, signal
-from tasks.training import Progress
+from tinygrad_ee.tasks.training import Progress
 
 def stop_at(progress, epoch, batch):
     if {run!r} in ([], [progress.description]) and (epoch, batch) == ({epoch}, {batch}):
@@ -62,7 +61,7 @@ def batch(progress, epoch, number, loss):
     stop_at(progress, epoch, number)
 
 Progress.start_epoch, Progress.batch = started, batch
-runpy.run_module("tasks", run_name="__main__", alter_sys=True)
+runpy.run_module("tinygrad_ee.tasks", run_name="__main__", alter_sys=True)
 """
     return ("-c", code)
 
@@ -246,7 +245,7 @@ def test_sigint_from_outside_stops_cleanly_and_the_run_resumes(tmp_path, baselin
 
 
 def interrupted_at_import(module: str) -> tuple[str, ...]:
-    """A ``program`` for start_cli: ``python -m tasks`` that gets Ctrl-C (SIGINT) the moment
+    """A ``program`` for start_cli: the command line that gets Ctrl-C (SIGINT) the moment
     it first imports ``module``: during the libraries' import for h5py, and before the
     first epoch for matplotlib (imported for the first figure)."""
     code = f"""
@@ -259,7 +258,7 @@ class CtrlC:
         return None
 
 sys.meta_path.insert(0, CtrlC())
-runpy.run_module("tasks", run_name="__main__", alter_sys=True)
+runpy.run_module("tinygrad_ee.tasks", run_name="__main__", alter_sys=True)
 """
     return ("-c", code)
 

@@ -1,6 +1,6 @@
 """The embedded data, used when no --data is given (described in docs/experiments.md):
 random 16x16 patches of the photograph matplotlib ships; 4-grams over Python's own
-prose, built by `data.ngrams` and shipped as ``data/ngrams.npz``; a seeded synthetic
+prose, built by `ngrams` and shipped as ``tasks/data/ngrams.npz``; a seeded synthetic
 accelerometer generator. `files` gives all three in the layouts of data1/2/3.h5.
 """
 

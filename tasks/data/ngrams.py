@@ -1,6 +1,6 @@
-"""How the shipped 4-grams (``data/ngrams.npz``) are built: from the English prose that
+"""How the shipped 4-grams (``tasks/data/ngrams.npz``) are built: from the English prose that
 ships with Python, deterministically. The result depends on the Python version, hence
-the shipped file; ``python -m tasks data rebuild-ngrams`` remakes it.
+the shipped file; ``tinygrad-ee data rebuild-ngrams`` remakes it.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def build_ngrams_from_python_docs(
 
 
 def shipped_arrays() -> dict[str, np.ndarray]:
-    """The arrays of the shipped file (``data/ngrams.npz``), rebuilt from this Python's
+    """The arrays of the shipped file (``tasks/data/ngrams.npz``), rebuilt from this Python's
     prose: the data2.h5 layout (int16), and the version of Python that built them."""
     arrays = ngram_file_arrays(build_ngrams_from_python_docs())
     version = ".".join(map(str, sys.version_info[:3]))
