@@ -1,10 +1,10 @@
 """Hand-derived NumPy reference for one training step of each of the five models.
 
-Every function here is forward + backward written out by hand, with no autograd, so it
-serves two purposes: a *correctness* reference for the engine's models (same parameter
-names and layouts, same loss) and a *speed* reference (what plain NumPy manages for the
-same arithmetic). The gradients are themselves checked against finite differences in
-``tests/test_reference.py``.
+Every function here is forward + backward written out by hand, with no autograd: the
+*speed* reference, what plain NumPy manages for the same arithmetic as the engine's
+models (same parameter names and layouts, same loss). Its gradients are checked against
+finite differences and against the plain oracle of the tests (tests/oracle.py, which the
+engine's models are tested against) in ``tests/test_benchmarks_reference.py``.
 
 Conventions shared by all models:
 

@@ -1,5 +1,6 @@
-"""The hand-derived NumPy reference (benchmarks/reference.py) against finite differences
-and formulas written out independently.
+"""The speed floor of the benchmarks, the tuned hand-derived NumPy step
+(benchmarks/reference.py), against finite differences, formulas written out
+independently, and the plain oracle of the tests (tests/oracle.py).
 
 Each model's gradients are checked in float64 by central differences on a random subset
 of entries of every parameter; the parameters are redrawn at a scale (about 0.5) where
@@ -11,6 +12,7 @@ import math
 from decimal import Decimal
 
 import numpy as np
+import oracle
 import pytest
 from tinygrad_ee.benchmarks import reference as ref
 
@@ -498,3 +500,35 @@ def test_training_steps_reduce_the_loss():
         opt = ref.SGDMomentum(0.05, 0.5, clip_norm=5.0)
         losses = [ref.recurrent_step(cell, params, opt, xs, ys) for _ in range(30)]
         assert losses[-1] < losses[0], cell
+
+
+def test_the_speed_floor_computes_what_the_oracle_does():
+    """The tuned step (scratch arrays, tanh' in chunks of steps) against the plain one,
+    over more steps than a chunk."""
+    rng = np.random.default_rng(16)
+    ae, x = autoencoder_case(rng)
+    lm, context, targets = language_model_case(rng)
+    pairs = [
+        (
+            ref.autoencoder_loss_and_grads(ae, x, 1e-3, 2.0, 0.1),
+            oracle.autoencoder(ae, x, 1e-3, 2.0, 0.1),
+        ),
+        (
+            ref.language_model_loss_and_grads(lm, context, targets),
+            oracle.language_model(lm, context, targets),
+        ),
+    ]
+    for cell in ref.RECURRENT_CELLS:
+        params, xs, ys = recurrent_case(cell, rng, steps=ref.SLOPE_CHUNK + 3)
+        ours, plain = (
+            ref.recurrent_loss_and_grads(cell, params, xs, ys),
+            oracle.sequence_classifier(cell, params, xs, ys),
+        )
+        pairs.append((ours, plain))
+    for (loss, grads), (expected_loss, expected) in pairs:
+        assert loss == pytest.approx(expected_loss, rel=1e-12)
+        assert grads.keys() == expected.keys()
+        for key in expected:
+            np.testing.assert_allclose(
+                grads[key], expected[key], rtol=1e-9, atol=1e-12, err_msg=key
+            )
