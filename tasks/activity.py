@@ -18,8 +18,17 @@ import tinygrad_ee as tg
 from . import plots
 from .data import ActivityData, default_activity, load_activity, require_rows
 from .data.preprocessing import quick_subset, split_validation
-from .experiment import Experiment, Settings, evaluate, fingerprint, training_figures
+from .experiment import (
+    Experiment,
+    Settings,
+    evaluate,
+    fingerprint,
+    make_model,
+    train,
+    training_figures,
+)
 from .files import save_model
+from .memory import check_fits
 from .options import open_unit_interval, option, positive_int
 from .training import TrainingConfig
 
@@ -68,15 +77,15 @@ def _check_sizes(settings: Settings, cells: list[str], train_x: np.ndarray) -> N
         cell_alone = (channels + size) * gates * size + gates * size
         # the gates and states of every step of a batch, kept for the backward pass
         batch = min(settings.training.batch_size, count) * steps * (gates + 1) * size
-        settings.check_fits(setting, cell_alone, batch)
+        check_fits(settings, setting, cell_alone, batch)
 
 
 def _train(settings: Settings, cell: str, data: ActivityData, splits: dict, tensors: dict):
     """One cell's classifier, trained: (model, history, scores), where ``scores(split)``
     gives (cross-entropy, accuracy, predicted classes)."""
     o, channels = settings.options, data.train_x.shape[2]
-    model = settings.model(
-        SequenceClassifier, cell, channels, data.num_classes, o.recurrent_size,
+    model = make_model(
+        settings, SequenceClassifier, cell, channels, data.num_classes, o.recurrent_size,
         init=o.init, standardize=o.standardize,
     )  # fmt: skip
     if o.standardize:
@@ -88,7 +97,8 @@ def _train(settings: Settings, cell: str, data: ActivityData, splits: dict, tens
     x, y = tensors["train"]
     identity = {"data": fingerprint(*splits["train"], *splits["validation"]), "cell": cell}
     identity.update(recurrent_size=o.recurrent_size, init=o.init, standardize=o.standardize)
-    history = settings.fit(
+    history = train(
+        settings,
         model,
         lambda idx: model.loss(x[idx], y[idx]),
         x.shape[0],

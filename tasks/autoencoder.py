@@ -15,8 +15,9 @@ import tinygrad_ee as tg
 
 from . import plots
 from .data import DataError, default_patches, load_patches, preprocess_patches, quick_subset
-from .experiment import Experiment, Settings, fingerprint, training_figures
+from .experiment import Experiment, Settings, fingerprint, make_model, train, training_figures
 from .files import save_model
+from .memory import check_fits
 from .options import non_negative, open_unit_interval, option, positive_int
 from .training import TrainingConfig
 
@@ -69,9 +70,10 @@ def _train(settings: Settings, x: tg.Tensor, data: str, hidden: int, lam: float,
     """A model of ``hidden`` units trained with weight decay ``lam`` on ``x`` (whose
     fingerprint is ``data``): (model, history)."""
     o = settings.options
-    model = settings.model(SparseAutoencoder, x.shape[1], hidden)
+    model = make_model(settings, SparseAutoencoder, x.shape[1], hidden)
     identity = {"data": data, "hidden_size": hidden, "lam": lam, "beta": o.beta, "rho": o.rho}
-    history = settings.fit(
+    history = train(
+        settings,
         model,
         lambda indices: model.loss(x[indices], lam, o.beta, o.rho),
         x.shape[0],
@@ -111,7 +113,7 @@ def run(settings: Settings) -> dict:
     count, inputs = patches.shape
     parameters = 2 * inputs * o.hidden_size + o.hidden_size + inputs
     activations = count * (inputs + o.hidden_size)  # the data, encoded whole at the end
-    settings.check_fits(f"--hidden-size {o.hidden_size}", parameters, activations)
+    check_fits(settings, f"--hidden-size {o.hidden_size}", parameters, activations)
     _plot_patches(settings, rgb, patches)
     x, data = tg.Tensor(patches, device=settings.device, dtype=settings.dtype), fingerprint(patches)
     model, history = _train(settings, x, data, o.hidden_size, o.lam, "autoencoder")
@@ -167,4 +169,6 @@ def summary(metrics: dict) -> str:
 # (docs/results.md). --lr 0.075 gives the original value.
 ORIGINAL = TrainingConfig(epochs=200, batch_size=32, lr=0.01, momentum=0.85)
 RECIPES = {"modern": (ORIGINAL, Options()), "original": (ORIGINAL, Options())}
-EXPERIMENT = Experiment("autoencoder", "data1.h5", __doc__, Options, RECIPES, run, report, summary)
+EXPERIMENT = Experiment(
+    "autoencoder", "data1.h5", __doc__, Options, RECIPES, run, report, summary, validated=False
+)

@@ -21,6 +21,7 @@ try:  # Ctrl-C while the libraries load (a quarter second): no traceback, as lat
     import contextlib
     import platform
     import shlex
+    import textwrap
     import time
     from dataclasses import asdict, replace
     from datetime import datetime
@@ -34,9 +35,11 @@ try:  # Ctrl-C while the libraries load (a quarter second): no traceback, as lat
 
     from . import activity, autoencoder, checkpoint, language_model
     from .data import DataError, is_folder
-    from .experiment import QUICK_EPOCHS, Common, Experiment, Settings, TooLarge, describe_recipe
+    from .experiment import QUICK_EPOCHS, Common, Experiment, Settings, describe_recipe
     from .files import CheckpointError, export_defaults, write_json, write_npz, write_text
-    from .options import add_arguments, dtype_options, dtype_problem, given
+    from .memory import TooLarge
+    from .options import add_arguments, dtype_options, dtype_problem, given, resumable_flags
+    from .progress import note
     from .training import TrainingConfig, TrainingDiverged, TrainingInterrupted
 except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
@@ -46,14 +49,16 @@ EXPERIMENTS = {
     e.name: e for e in (autoencoder.EXPERIMENT, language_model.EXPERIMENT, activity.EXPERIMENT)
 }
 
+MAY_CHANGE = ", ".join(resumable_flags(TrainingConfig, Common))  # on resume
+MAY_CHANGE = textwrap.fill(MAY_CHANGE, 86, subsequent_indent="  ", break_on_hyphens=False)
 EPILOG = f"""\
 checkpoints and --resume:
   Every training run writes OUT/{checkpoint.FOLDER}/<run>.npz atomically at each epoch end
   (with `all`: in each experiment's folder). The same command with --resume continues it
-  and ends as an uninterrupted run would (bit for bit on the CPU); --epochs, --lr,
-  --momentum, --clip and --device may change (and --no-progress, --no-compile,
-  --blas-threads, --detect-anomaly), nothing else. Without --resume, an --out
-  holding an unfinished run is refused. Ctrl-C finishes the batch, saves and exits.
+  and ends as an uninterrupted run would (bit for bit on the CPU). Only these may change:
+  {MAY_CHANGE}.
+  Without --resume, an --out holding an unfinished run is refused. Ctrl-C finishes the
+  batch, saves and exits.
 
 exit status:
   0    success
@@ -107,6 +112,10 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
     """Usage errors argparse cannot see; the default --out."""
     if args.resume and args.out is None:
         parser.error("--resume needs --out: the folder of the run to continue")
+    if args.command != "all" and (ignored := _ignored(EXPERIMENTS[args.command], args)):
+        parser.error(
+            f"{ignored}: the {args.command} has no validation split: they would do nothing"
+        )
     for settings in (TrainingConfig, *(e.options for e in _experiments(args))):
         for name in dtype_options(settings):
             value = getattr(args, name, None)
@@ -127,12 +136,27 @@ def _folders(args: argparse.Namespace) -> dict[str, Path]:
     }
 
 
+def _ignored(e: Experiment, args: argparse.Namespace) -> str:
+    """The options given (and not off) that experiment ``e`` has no use for: those that
+    need a validation split, when it has none. "" if none."""
+    needing = [] if e.validated else TrainingConfig.VALIDATED
+    return ", ".join(f"--{name.replace('_', '-')}" for name in needing if getattr(args, name, 0))
+
+
 def _settings(e: Experiment, args: argparse.Namespace) -> Settings:
-    """The typed settings of one experiment's run: the one place a Namespace is read."""
+    """The typed settings of one experiment's run: the one place a Namespace is read.
+    Under `all`, options that ``e`` ignores are left out, and each is a warning, as is a
+    warm-up as long as the training."""
     training, options = e.recipes[args.recipe]
-    training = replace(training, **given(args, TrainingConfig))
+    chosen = given(args, TrainingConfig)
+    if ignored := _ignored(e, args):  # `all`; the other commands refuse them
+        note(f"warning: the {e.name} has no validation split: {ignored} not applied to it")
+        chosen = {k: v for k, v in chosen.items() if k not in TrainingConfig.VALIDATED}
+    training = replace(training, **chosen)
     if args.quick and "epochs" not in args:
         training.epochs = QUICK_EPOCHS
+    if {"warmup", "epochs"} & set(chosen) and (problem := training.warmup_problem()):
+        note(f"warning: {e.name}: {problem}")
     data = args.data / e.data_file if args.data and is_folder(args.data) else args.data
     common = {**given(args, Common), "out": _folders(args)[e.name], "data": data}
     options = replace(options, **given(args, e.options))
@@ -150,7 +174,10 @@ def run_experiment(e: Experiment, settings: Settings, command: str) -> dict:
             settings.out.rmdir()
         raise
     metrics.update(seconds=time.perf_counter() - start, resumed=settings.resume)
-    metrics["configuration"] = {"command": command, **settings.configuration()}
+    apart = ("experiment", "device", "dtype", "seed", "training", "options")  # recorded apart
+    common = {k: v for k, v in asdict(settings).items() if k not in apart}
+    configuration = {**common, **asdict(settings.training), **asdict(settings.options)}
+    metrics["configuration"] = {"command": command, **configuration}
     metrics["recipe"] = {"name": settings.recipe, "description": describe_recipe(settings, e)}
     metrics.update(device=settings.device, dtype=settings.dtype, seed=settings.seed)
     packages = ["tinygrad-ee", "numpy", "h5py", "matplotlib", "tqdm"]
@@ -179,9 +206,10 @@ def _run(args: argparse.Namespace) -> int:
     checkpoint.prepare(args.out, _folders(args).items(), args.resume, args.dtype)
     anomaly = tg.detect_anomaly() if args.detect_anomaly else contextlib.nullcontext()
     lines = []
+    runs = [(e, _settings(e, args)) for e in _experiments(args)]  # any warnings first
     with threadpool_limits(limits=args.blas_threads, user_api="blas"), anomaly:
-        for e in _experiments(args):
-            metrics = run_experiment(e, _settings(e, args), args.command)
+        for e, settings in runs:
+            metrics = run_experiment(e, settings, args.command)
             lines.append(f"- [{e.name}]({e.name}/report.md): {e.summary(metrics)}")
     if args.command == "all":
         write_text(args.out / "report.md", "\n".join(["# tinygrad-ee experiments", "", *lines, ""]))

@@ -1,13 +1,13 @@
-"""What an experiment is (`Experiment`), the typed settings of one run (`Settings`,
-built once by the command line: nothing below it sees argparse), and what experiments
-share: seeding, checkpoint identity, the memory bound, evaluation.
+"""What an experiment is (`Experiment`), the typed settings of one run (`Common`,
+`Settings`: plain data, built once by the command line; nothing below it sees
+argparse), and what experiments do alike with them: a seeded model (`make_model`),
+training with the run's checkpoint and its identity (`train`), evaluation, the figures
+of a training run, the recipe line.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +34,7 @@ class Common:
         "modern", "the defaults below: modern (chosen on validation data) or the original "
         "experiment's (docs/results.md)", choices=RECIPES,
     )  # fmt: skip
-    device: str = option("cpu", "cpu, cuda or cuda:N")
+    device: str = option("cpu", "cpu, cuda or cuda:N", resumable=True)
     data: Path | None = option(
         None, "an HDF5 file in the experiment's layout, or a folder holding data1.h5, data2.h5, "
         "data3.h5 (for `all`: such a folder) (default: the embedded data)", parse=Path,
@@ -49,11 +49,12 @@ class Common:
     quick: bool = option(False, f"{QUICK_EPOCHS} epochs on a subset of the data: a smoke run")
     resume: bool = option(False, "continue the run stopped in --out (needed); see below")
     detect_anomaly: bool = option(
-        False, "stop at the first op making a NaN or infinity, naming it (slower: checks each op)"
-    )
+        False, "stop at the first op making a NaN or infinity, naming it (slower: checks each op)",
+        resumable=True,
+    )  # fmt: skip
     blas_threads: int = option(
         1, "threads for NumPy's BLAS (more than free cores slow these small products)",
-        parse=positive_int,
+        parse=positive_int, resumable=True,
     )  # fmt: skip
 
 
@@ -67,47 +68,23 @@ class Settings(Common):
     training: TrainingConfig
     options: Any
 
-    def configuration(self) -> dict[str, Any]:
-        """What metrics.json records as the configuration (device, dtype, seed apart)."""
-        apart = ("experiment", "device", "dtype", "seed")
-        common = {k: v for k, v in asdict(self).items() if k not in apart}
-        training, options = common.pop("training"), common.pop("options")
-        return {**common, **training, **options}
 
-    def check_fits(self, setting: str, parameters: int, activations: int) -> None:
-        """Raise TooLarge naming ``setting`` (such as "--hidden-size 1000000000") when its
-        ``parameters`` (held with their gradients and optimiser state: 3 times with SGD,
-        4 with Adam) and ``activations`` (what a batch or an evaluation keeps, at least)
-        need more memory than the device has: a lower bound, checked before the model
-        is made."""
-        itemsize, memory = np.dtype(self.dtype).itemsize, device_memory(self.device)
-        copies = 4 if self.training.optimizer == "adam" else 3
-        needed = (copies * parameters + activations) * itemsize
-        if memory is not None and needed > memory[0]:
-            raise TooLarge(
-                f"{setting}: {parameters:,} parameters and {activations:,} activations need at "
-                f"least {byte_size(needed)} in {self.dtype} (values, gradients and optimiser "
-                f"state), more than the {byte_size(memory[0])} of {memory[1]}; choose a "
-                "smaller size"
-            )
+def make_model(settings: Settings, make: Callable[..., nn.Module], *sizes, **options) -> nn.Module:
+    """``make(*sizes, **options)`` on the run's device and dtype, initialised from its seed."""
+    nn.seed(settings.seed, settings.device)
+    return make(*sizes, **options, device=settings.device, dtype=settings.dtype)
 
-    def model(self, make: Callable[..., nn.Module], *sizes: Any, **options: Any) -> nn.Module:
-        """``make(*sizes, **options)`` on this run's device and dtype, initialised from
-        its seed."""
-        nn.seed(self.seed, self.device)
-        return make(*sizes, **options, device=self.device, dtype=self.dtype)
 
-    def fit(self, model, batch_loss, count, run, description, validation_loss=None, **identity):
-        """`tasks.training.fit` -> History, with these training settings, the batch order
-        drawn from the seed, and the checkpoint ``OUT/resume/<run>.npz``, identified by
-        ``identity`` (model settings, data fingerprint) and these settings."""
-        identity = {"run": run, "experiment": self.experiment, **identity, "dtype": self.dtype}
-        identity.update(self.training.identity(), seed=self.seed, quick=self.quick)
-        path, rng = self.out / FOLDER / f"{run}.npz", np.random.default_rng(self.seed)
-        checkpoint = Checkpoint(path, identity, device=self.device, resume=self.resume)
-        return fit(
-            model, batch_loss, count, self.training, rng, description, validation_loss, checkpoint
-        )
+def train(settings, model, batch_loss, count, run, description, validation_loss=None, **identity):
+    """`tasks.training.fit` -> History, with the run's training settings, the batch order
+    drawn from its seed, and the checkpoint ``OUT/resume/<run>.npz``, identified by
+    ``identity`` (model settings, data fingerprint) and the run's settings."""
+    identity = {"run": run, "experiment": settings.experiment, **identity, "dtype": settings.dtype}
+    identity.update(settings.training.identity(), seed=settings.seed, quick=settings.quick)
+    path, rng = settings.out / FOLDER / f"{run}.npz", np.random.default_rng(settings.seed)
+    checkpoint = Checkpoint(path, identity, device=settings.device, resume=settings.resume)
+    config = settings.training
+    return fit(model, batch_loss, count, config, rng, description, validation_loss, checkpoint)
 
 
 @dataclass(frozen=True)
@@ -123,6 +100,7 @@ class Experiment:
     run: Callable[[Settings], dict]  # train, evaluate, plot: the figures of metrics.json
     report: Callable[[dict], str]  # report.md, from the metrics
     summary: Callable[[dict], str]  # one line, for the terminal and `all`'s report
+    validated: bool = True  # False: no validation split (TrainingConfig.VALIDATED refused)
 
 
 def describe_recipe(settings: Settings, experiment: Experiment) -> str:
@@ -150,33 +128,6 @@ def training_figures(history: History, config: TrainingConfig) -> dict[str, Any]
         "train_loss_per_epoch": history.train_loss,
         "epoch_seconds": history.epoch_seconds,
     }
-
-
-class TooLarge(ValueError):
-    """Settings whose parameters and activations cannot fit in the device's memory."""
-
-
-def device_memory(device: str) -> tuple[int, str] | None:
-    """(bytes, what they are) of the memory that holds ``device``'s arrays: the GPU's
-    for CUDA, the machine's RAM otherwise; None where it cannot be found out."""
-    backend = tg.get_backend(device)
-    if backend.device.startswith("cuda"):
-        index = int(backend.device.partition(":")[2])
-        memory = importlib.import_module("cupy").cuda.Device(index).mem_info[1]
-        return memory, f"GPU {backend.device}"
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
-    except (AttributeError, ValueError, OSError):  # not POSIX
-        return None
-
-
-def byte_size(count: float) -> str:
-    """1536 -> "1.5 KiB"."""
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if count < 1024 or unit == "PiB":
-            return f"{count:.3g} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")
 
 
 def fingerprint(*arrays: np.ndarray) -> str:

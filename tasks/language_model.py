@@ -18,8 +18,17 @@ import tinygrad_ee as tg
 
 from . import plots
 from .data import NgramData, default_ngrams, load_ngrams, quick_subset, require_rows
-from .experiment import Experiment, Settings, evaluate, fingerprint, training_figures
+from .experiment import (
+    Experiment,
+    Settings,
+    evaluate,
+    fingerprint,
+    make_model,
+    train,
+    training_figures,
+)
 from .files import save_model
+from .memory import check_fits
 from .options import option
 from .training import TrainingConfig
 
@@ -66,16 +75,17 @@ def _check_sizes(settings: Settings, data: NgramData) -> None:
         # embedding (V, D), hidden layer (3D, P) and bias, output layer (P, V) and bias
         parameters = vocabulary * (dim + hidden + 1) + 3 * dim * hidden + hidden
         activations = logit_rows * (hidden + vocabulary)
-        settings.check_fits(f"--config {dim},{hidden}", parameters, activations)
+        check_fits(settings, f"--config {dim},{hidden}", parameters, activations)
 
 
 def _train(settings: Settings, data: NgramData, tensors: dict, dim: int, hidden: int):
     """One configuration, trained: (model, history)."""
-    model = settings.model(FourGramLanguageModel, len(data.words), dim, hidden)
+    model = make_model(settings, FourGramLanguageModel, len(data.words), dim, hidden)
     context, target = tensors["train"]
     trained_on = (data.train_context, data.train_target, data.val_context, data.val_target)
     identity = {"data": fingerprint(*trained_on), "embedding_dim": dim, "hidden_size": hidden}
-    history = settings.fit(
+    history = train(
+        settings,
         model,
         lambda idx: model.loss(context[idx], target[idx]),
         len(data.train_target),

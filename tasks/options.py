@@ -2,31 +2,41 @@
 `option` carry their help and parser (an argparse type that checks the range, so a bad
 value is a one-line usage error); `add_arguments` makes their arguments, and `given`
 picks what the command line set, for ``dataclasses.replace(defaults, **given(...))``.
-`TrainingConfig` holds the training options of every experiment (each experiment's
-recipes give their values) and makes the optimiser and learning-rate schedule.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, Field, field, fields
 from typing import Any
 
 import numpy as np
 
-from tinygrad_ee import nn, optim
-
 MAX_SEED = 2**64 - 1
 
 
-def option(default: Any = MISSING, help: str = "", parse=None, flag=None, in_dtype=False, **more):
+def option(
+    default: Any = MISSING, help: str = "", parse=None, flag=None, in_dtype=False,
+    resumable=False, **more,
+):  # fmt: skip
     """A field and its option ``--name`` (or ``flag``), parsed by ``parse``; a bool field
     is a switch (a ``flag`` such as "--no-sweep" turns a True default off), or with
     ``action=argparse.BooleanOptionalAction`` both --name and --no-name. ``in_dtype``:
-    a number the run's dtype must hold. ``more``: argparse's choices, metavar, action."""
+    a number the run's dtype must hold. ``resumable``: it may change when a stopped run
+    is resumed. ``more``: argparse's choices, metavar, action."""
     metadata = {"help": help, "parse": parse, "flag": flag, "in_dtype": in_dtype, "more": more}
-    return field(default=default, metadata=metadata)
+    return field(default=default, metadata={**metadata, "resumable": resumable})
+
+
+def flag(item: Field) -> str:
+    """The command-line option of a field made by `option`: "--batch-size", "--no-sweep"."""
+    return item.metadata["flag"] or "--" + item.name.replace("_", "-")
+
+
+def resumable_flags(*settings: type) -> list[str]:
+    """The options of the dataclasses ``settings`` that may change on resume."""
+    return [flag(item) for s in settings for item in fields(s) if item.metadata["resumable"]]
 
 
 def add_arguments(parser, settings, shared: bool = False, original=None) -> None:
@@ -47,7 +57,7 @@ def add_arguments(parser, settings, shared: bool = False, original=None) -> None
             if original is not None and getattr(original, item.name) != default:
                 shown += f"; --recipe original: {_shown(getattr(original, item.name))}"
             help += f" (default: {shown})"
-        parser.add_argument(meta["flag"] or "--" + item.name.replace("_", "-"), help=help, **more)
+        parser.add_argument(flag(item), help=help, **more)
 
 
 def _shown(value: Any) -> str:
@@ -117,65 +127,3 @@ seed = _checked(
     int, lambda v: 0 <= v <= MAX_SEED, f"must be an integer from 0 to 2**64 - 1 = {MAX_SEED}"
 )
 seed.__name__ = "seed"  # argparse: "invalid seed value"
-
-
-@dataclass
-class TrainingConfig:
-    """How a model is trained; each experiment has its own values (docs/experiments.md).
-    Each experiment's recipes (`RECIPES` in tasks/autoencoder.py, language_model.py,
-    activity.py) give the values."""
-
-    epochs: int = option(help="training epochs (at most)", parse=positive_int)
-    batch_size: int = option(help="mini-batch size", parse=positive_int)
-    lr: float = option(help="learning rate", parse=positive, in_dtype=True)
-    momentum: float = option(help="SGD's momentum, in [0, 1)", parse=below_one, in_dtype=True)
-    clip: float | None = option(
-        None, "max global gradient norm, 0 for none", parse=non_negative, in_dtype=True
-    )
-    optimizer: str = option("sgd", "sgd (with --momentum) or adam (AdamW)", choices=["sgd", "adam"])
-    weight_decay: float = option(
-        0.0, "decoupled weight decay: p <- p - lr wd p at each step", parse=non_negative,
-        in_dtype=True,
-    )  # fmt: skip
-    schedule: str = option(
-        "constant", "learning rate per epoch: constant, cosine (half a cosine to 0 at the "
-        "last epoch) or step (x0.1 at each third)", choices=["constant", "cosine", "step"],
-    )  # fmt: skip
-    warmup: int = option(0, "epochs of linear learning-rate warm-up", parse=non_negative_int)
-    patience: int = option(
-        0, "stop when the validation loss has not fallen for N epochs; 0: never",
-        parse=non_negative_int,
-    )  # fmt: skip
-    best_epoch: bool = option(
-        False, "keep the parameters of the epoch of lowest validation loss, not the last",
-        action=argparse.BooleanOptionalAction,
-    )  # fmt: skip
-    progress: bool = option(True, "no progress bars (for logs)", flag="--no-progress")
-    compile: bool = option(
-        True, "train op by op, not with compiled steps (traced once, replayed)", flag="--no-compile"
-    )
-
-    RESUMABLE = ("epochs", "lr", "momentum", "clip", "progress", "compile")  # may change
-
-    def __post_init__(self) -> None:
-        self.clip = self.clip or None  # 0: no clipping
-
-    def identity(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the one it continues."""
-        return {k: v for k, v in asdict(self).items() if k not in self.RESUMABLE}
-
-    def make_optimizer(self, parameters: list[nn.Parameter]) -> optim.Optimizer:
-        """The optimiser these settings describe."""
-        if self.optimizer == "adam":
-            return optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
-        return optim.SGD(parameters, self.lr, self.momentum, self.weight_decay)
-
-    def make_schedule(self, optimizer: optim.Optimizer) -> optim.Schedule:
-        """The learning-rate schedule, stepped once per epoch (a changed lr re-captures
-        a compiled step's CUDA graphs: once per batch would cost that every batch)."""
-        decay = self.epochs - self.warmup
-        if self.schedule == "cosine":
-            return optim.CosineDecay(optimizer, self.warmup + max(decay, 1), self.warmup)
-        if self.schedule == "step":
-            return optim.StepDecay(optimizer, max(math.ceil(decay / 3), 1), 0.1, self.warmup)
-        return optim.Constant(optimizer, self.warmup)

@@ -44,7 +44,7 @@ def killed_at(point: str, signal_name: str = "KILL") -> tuple[str, ...]:
     *run, epoch, batch = point.split(":")
     code = f"""
 import os, runpy, signal
-from tinygrad_ee.tasks.training import Progress
+from tinygrad_ee.tasks.progress import Progress
 
 def stop_at(progress, epoch, batch):
     if {run!r} in ([], [progress.description]) and (epoch, batch) == ({epoch}, {batch}):

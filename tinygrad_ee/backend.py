@@ -22,6 +22,7 @@ import functools
 import importlib
 import math
 import operator
+import os
 import types
 import weakref
 from typing import Any
@@ -145,6 +146,14 @@ class Backend:
 
     def synchronize(self) -> None:
         """Wait until queued work has finished (a no-op on the CPU)."""
+
+    def memory_bytes(self) -> int | None:
+        """The size of the memory this device's arrays live in: the machine's RAM on the
+        host (None where it cannot be found out), the GPU's own on CUDA."""
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # not POSIX
+            return None
 
     # --- backward passes ---------------------------------------------------
     def transposed_operand(self, matrix: Array) -> Array:
@@ -568,6 +577,9 @@ class CupyBackend(Backend):
 
     def synchronize(self):
         self._gpu.synchronize()
+
+    def memory_bytes(self):
+        return self._gpu.mem_info[1]  # (free, total)
 
     def transpose_copy(self, matrix):
         return self._cupy.ascontiguousarray(self._cupy.swapaxes(matrix, -1, -2))
