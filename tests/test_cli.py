@@ -42,42 +42,51 @@ COMMON_KEYS = {
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One quick run of each experiment (smaller options where they exist) and of `all`."""
+    """One quick run of each experiment (smaller options where they exist) and of `all`,
+    their output (stdout and stderr, pipes: not a terminal) in OUT.log next to each OUT.
+    `all` shows its progress, as in a log; the others run with --no-progress."""
     base = tmp_path_factory.mktemp("runs")
     commands = {
-        "autoencoder": ["autoencoder", "--quick", "--no-sweep"],
-        "language-model": ["language-model", "--quick", "--config", "8,16"],
-        "activity": ["activity", "--quick", "--cell", "gru"],
+        "autoencoder": ["autoencoder", "--quick", "--no-sweep", "--no-progress"],
+        "language-model": ["language-model", "--quick", "--config", "8,16", "--no-progress"],
+        "activity": ["activity", "--quick", "--cell", "gru", "--no-progress"],
         "all": ["all", "--quick"],
     }
     # Started together: on two cores the four runs take about the time of the longest.
     processes = {
         name: subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tinygrad_ee.tasks",
-                *args,
-                "--no-progress",
-                "--out",
-                str(base / name),
-            ],
+            [sys.executable, "-m", "tinygrad_ee.tasks", *args, "--out", str(base / name)],
             cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         for name, args in commands.items()
     }
     try:
-        for process in processes.values():
-            _, stderr = process.communicate(timeout=600)
-            assert process.returncode == 0, stderr[-3000:]
+        for name, process in processes.items():
+            output, _ = process.communicate(timeout=600)
+            assert process.returncode == 0, output[-3000:]
+            (base / f"{name}.log").write_text(output)
     finally:  # after a failure, stop the others
         for process in processes.values():
             process.kill()
             process.wait()
     return {name: base / name for name in commands}
+
+
+def test_a_log_gets_one_line_per_epoch_and_nothing_per_batch(runs):
+    log = (runs["all"].parent / "all.log").read_text()
+    assert len(log.encode()) < 10_000, log[-3000:]  # 139 KB before: a bar redraw per batch
+    assert "\r" not in log and "it/s" not in log
+    epochs = [line for line in log.splitlines() if ": epoch " in line]
+    assert len(epochs) == 2 * (1 + 9 + 3 + 3), epochs  # autoencoder and sweep, LM, activity
+    assert "autoencoder: epoch 2/2: loss " in log
+    assert "activity gru: epoch 2/2: loss " in log and ", validation " in epochs[-1]
+    # --no-progress: nothing but the result
+    for name in ("autoencoder", "language-model", "activity"):
+        lines = (runs[name].parent / f"{name}.log").read_text().splitlines()
+        assert len(lines) == 2 and lines[1].startswith("results in "), lines
 
 
 def _check_run(out: Path) -> dict:
