@@ -210,6 +210,21 @@ def test_load_accepts_large_values_a_float64_parameter_holds(device):
     assert layer.weight.numpy()[0, 0] == 1e300 and layer.bias.numpy()[0] == -1e300
 
 
+@pytest.mark.parametrize("dtype, exact", [("float32", 2**24), ("float64", 2**53)])
+def test_load_takes_integers_the_parameters_dtype_holds_exactly_and_refuses_larger(dtype, exact):
+    """An integer state for a float parameter: every integer up to 2**(mantissa bits + 1)
+    is a value of the dtype; beyond (2**62 for float32) it is no weight a run made."""
+    layer = nn.Linear(2, 1, dtype=dtype)
+    layer.load_state_dict({"weight": np.array([[exact], [-exact]]), "bias": np.array([3])})
+    assert layer.weight.numpy().ravel().tolist() == [exact, -exact]
+    original = layer.state_dict()
+    for integers in (np.array([[exact + 1], [0]]), np.array([[2**62], [0]], dtype=np.uint64)):
+        problem = rf"'weight' holds the integer {integers[0, 0]} at index \(0, 0\), beyond"
+        with pytest.raises(ValueError, match=rf"{problem} the integers {dtype} holds exactly"):
+            layer.load_state_dict({"weight": integers, "bias": np.array([0])})
+        _assert_unchanged(layer, original)
+
+
 def test_load_lists_every_problem_at_once():
     block = Block()
     state = block.state_dict()

@@ -473,6 +473,48 @@ def test_a_checkpoint_value_the_runs_dtype_cannot_hold_is_refused_naming_the_ent
     assert f"error: {checkpoint}: entry '{entry}" in stderr and problem in stderr
 
 
+def _epochs_done(epochs: int, entries: int | None = None):
+    """A change making a checkpoint say it trained ``epochs`` epochs, with ``entries``
+    (default: as many) in each list of its history."""
+
+    def change(arrays, meta):
+        meta["epoch"] = epochs
+        for name in ("train_loss", "validation_loss", "epoch_seconds"):
+            meta["history"][name] = meta["history"][name][:1] * (entries or epochs)
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        # it used to say "already trained", keep epoch 1's parameters and report 1 epoch of 3
+        (_epochs_done(5), "'epoch' 5: it has trained 5 epochs, beyond --epochs 3"),
+        (_epochs_done(10**30, 1), f"history 'train_loss' has 1 entries for 'epoch' {10**30}"),
+        # it used to report 4 epochs of a 3-epoch run, with the invented losses
+        (_epochs_done(1, 2), "history 'train_loss' has 2 entries for 'epoch' 1"),
+        # it used to train, exit 3 blaming --lr and --clip, and point to this very file
+        (
+            set_entry("model/", 2**62, "int64"),
+            "does not fit the model: load_state_dict: 'cell.bias' holds the integer "
+            f"{2**62} at index (0,), beyond the integers float32 holds exactly",
+        ),
+    ],
+    ids=["epoch-5-of-3", "epoch-1e30", "history-longer", "int64-2**62"],
+)
+def test_a_checkpoint_at_odds_with_the_run_is_refused_naming_the_field(
+    tmp_path, one_epoch, change, problem
+):
+    checkpoint = tiny_run_checkpoint(tmp_path, one_epoch)
+    rewrite(checkpoint, change)
+    before = checkpoint.read_bytes()
+    result = run_cli(*TINY, "--epochs", "3", "--resume", "--out", str(tmp_path))
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"error: {checkpoint}: {problem}" in clean(result)
+    assert checkpoint.read_bytes() == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["resume"]  # nothing written
+
+
 def test_stopped_early_on_a_run_without_early_stopping_is_refused(tmp_path, one_epoch):
     checkpoint = tiny_run_checkpoint(tmp_path, one_epoch)
     rewrite(checkpoint, lambda arrays, meta: meta["history"].update(stopped_early=True))

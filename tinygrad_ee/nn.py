@@ -216,9 +216,11 @@ def _host_array(
     key: str, value: Any, expected_shape: tuple[int, ...], dtype: Any
 ) -> tuple[np.ndarray | None, str | None]:
     """``value`` as a fresh NumPy array of ``dtype`` (a tensor's dtype, on any backend),
-    or a message saying why it cannot be used: not numbers, the wrong shape, or a value
+    or a message saying why it cannot be used: not numbers, the wrong shape, a value
     that is not finite once in ``dtype`` (NaN, infinity, or out of its range, as 1e300
-    is for float32: checked after the cast, which would make it infinity).
+    is for float32: checked after the cast, which would make it infinity), or an integer
+    beyond those a float ``dtype`` holds exactly (2**24 for float32, 2**53 for float64:
+    2**62 is no weight a float32 run made).
 
     A copy, so that changing the caller's array later cannot change a parameter.
     """
@@ -236,6 +238,14 @@ def _host_array(
             f"{key!r} has the wrong shape: expected {tuple(expected_shape)}, got {array.shape}",
         )
     target = np.dtype(dtype_name(dtype))
+    if array.dtype.kind in "iu" and target.kind == "f":
+        exact = 2 ** (np.finfo(target).nmant + 1)  # every integer up to it is a value of target
+        if (beyond := (array > exact) | (array < -exact)).any():
+            where = tuple(int(i) for i in np.argwhere(beyond)[0])
+            return None, (
+                f"{key!r} holds the integer {array[where].item()} at index {where}, beyond "
+                f"the integers {target} holds exactly (up to 2**{np.finfo(target).nmant + 1})"
+            )
     with np.errstate(over="ignore", invalid="ignore"):  # found just below, by the key
         cast = array.astype(target)
     if target.kind == "f" and not np.isfinite(cast).all():
