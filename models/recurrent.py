@@ -191,7 +191,9 @@ class SequenceClassifier(nn.Module):
         Per channel c, over all B * T values x[:, :, c], in float64 on the host: the mean
         and the population standard deviation sqrt(mean((x - mean)^2)). A channel whose
         deviation is 0 in the model's dtype (constant in training) gets 1: it is only
-        centred. Call it outside a compiled step (it reads values on the host).
+        centred. A channel whose x - mean (or mean, or deviation) the model's dtype
+        cannot hold is a ValueError naming it. Call it outside a compiled step (it reads values
+        on the host).
         """
         if not self.standardize:
             raise ValueError(
@@ -214,10 +216,14 @@ class SequenceClassifier(nn.Module):
             x = x.astype(np.float64)
             mean = x.mean(axis=(0, 1)).astype(dtype)
             std = x.std(axis=(0, 1)).astype(dtype)
-        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            low, high = x.min(axis=(0, 1)), x.max(axis=(0, 1))
+            reach = np.maximum(high - mean, mean - low)  # the largest |x - mean| computed
+            finite = np.isfinite(mean) & np.isfinite(std) & np.isfinite(reach.astype(dtype))
+        if not finite.all():  # std <= reach: a finite reach is a finite deviation
+            c = int(np.argmin(finite))
             raise ValueError(
-                f"fit_standardization: the inputs' mean or standard deviation is beyond "
-                f"the range of {dtype}"
+                f"fit_standardization: channel {c} spans {low[c]:g} to {high[c]:g}: x - mean "
+                f"reaches {reach[c]:g}, beyond the range of {dtype} ({np.finfo(dtype).max:g})"
             )
         std[std == 0] = 1
         for buffer, values in ((self.input_mean, mean), (self.input_std, std)):

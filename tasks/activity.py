@@ -17,6 +17,7 @@ import tinygrad_ee as tg
 
 from . import plots
 from .data import ActivityData, default_activity, load_activity, require_rows
+from .data.checks import problem
 from .data.preprocessing import quick_subset, split_validation
 from .experiment import (
     Experiment,
@@ -89,7 +90,15 @@ def _train(settings: Settings, cell: str, data: ActivityData, splits: dict, tens
         init=o.init, standardize=o.standardize,
     )  # fmt: skip
     if o.standardize:
-        model.fit_standardization(splits["train"][0])  # the training split only
+        try:
+            model.fit_standardization(splits["train"][0])  # the training split only
+        except ValueError as error:  # values the run's dtype cannot standardise
+            where, cure = (
+                settings.data or "the embedded data",
+                "--no-standardize or --dtype float64",
+            )
+            text = str(error).removeprefix("fit_standardization: ")
+            raise problem(where, "trX", f"{text} (--standardize; {cure} avoid it)") from None
 
     def scores(split: str):
         return evaluate(model.logits, tensors[split][0], splits[split][1], 256)

@@ -114,7 +114,8 @@ def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error("--resume needs --out: the folder of the run to continue")
     if args.command != "all" and (ignored := _ignored(EXPERIMENTS[args.command], args)):
         parser.error(
-            f"{ignored}: the {args.command} has no validation split: they would do nothing"
+            f"{ignored}: not for the {args.command}, which has no validation split (no loss "
+            "to select an epoch or stop on)"
         )
     for settings in (TrainingConfig, *(e.options for e in _experiments(args))):
         for name in dtype_options(settings):

@@ -455,7 +455,9 @@ def fit(
     `tasks.checkpoint.CheckpointError`) and saved at every epoch end and on Ctrl-C.
     """
     if validation_loss is None and (given := [n for n in config.VALIDATED if getattr(config, n)]):
-        raise ValueError(f"fit: {', '.join(given)} need a validation loss; {description} has none")
+        raise ValueError(
+            f"fit: without a validation loss, {', '.join(given)} would do nothing ({description})"
+        )
     optimizer = config.make_optimizer(model.parameters())
     schedule = config.make_schedule(optimizer)
     run = TrainingRun(

@@ -306,6 +306,21 @@ def _activity(train_rows: int) -> dict[str, np.ndarray]:
     }
 
 
+def test_data_standardisation_cannot_hold_is_refused_naming_the_file_and_channel(tmp_path):
+    arrays = _activity(train_rows=6)  # float64, as the file keeps it
+    arrays["trX"][:, :, 1] = 3e38
+    arrays["trX"][::3, :, 1] = -3e38  # the mean, 1e38, minus -3e38 overflows float32
+    wide = _write_h5(tmp_path / "wide.h5", arrays)
+    command = ["activity", "--cell", "rnn", "--standardize", "--no-progress", "--data", str(wide)]
+    result = run_cli(*command, "--out", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stderr[-3000:]  # it was 3, blaming --clip and --lr
+    assert "Traceback" not in result.stderr and "Warning" not in result.stderr
+    stderr = result.stderr
+    assert f"error: {wide}: dataset 'trX' channel 1 spans -3e+38 to 3e+38: x - mean" in stderr
+    assert "beyond the range of float32" in stderr
+    assert not (tmp_path / "out").exists()
+
+
 SMALLEST = {  # experiment: (its options, the smallest data file it takes, one row too few)
     "autoencoder": (
         ["--no-sweep", "--hidden-size", "4"],
@@ -445,3 +460,65 @@ def test_a_write_that_fails_for_lack_of_space_names_the_file(tmp_path):
     checkpoint = tmp_path / "resume" / "activity_rnn.npz"
     assert f"error: cannot write {checkpoint}: File too large" in result.stderr
     assert not list(checkpoint.parent.iterdir()), "a temporary file was left"
+
+
+# --- options that would do nothing, or not what they say ------------------------------------
+
+
+def _settings_of(experiment: str, command: list[str]):
+    from tinygrad_ee.tasks.cli import EXPERIMENTS, _settings, build_parser
+
+    return _settings(EXPERIMENTS[experiment], build_parser().parse_args([*command, "--out", "o"]))
+
+
+@pytest.mark.parametrize("options", [["--best-epoch"], ["--patience", "2"]])
+def test_options_the_autoencoder_would_ignore_are_refused_naming_it(options, capsys):
+    from tinygrad_ee.tasks.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["autoencoder", *options])
+    assert exit_info.value.code == 2
+    refused = f"{options[0]}: not for the autoencoder, which has no validation split"
+    assert refused in capsys.readouterr().err
+    settings = _settings_of("autoencoder", ["autoencoder", "--no-best-epoch", "--patience", "0"])
+    assert not settings.training.best_epoch and settings.training.patience == 0  # off: taken
+
+
+def test_under_all_they_are_left_out_of_the_autoencoder_with_a_warning(capsys):
+    command = ["all", "--patience", "2", "--best-epoch"]
+    autoencoder = _settings_of("autoencoder", command).training
+    warning = capsys.readouterr().err
+    assert "warning: the autoencoder has no validation split: --patience, --best-epoch" in warning
+    assert (autoencoder.patience, autoencoder.best_epoch) == (0, False)
+    activity = _settings_of("activity", command).training
+    assert (activity.patience, activity.best_epoch) == (2, True)
+    assert capsys.readouterr().err == ""
+
+
+def test_fit_refuses_what_needs_a_validation_loss_without_one():
+    from tinygrad_ee.tasks.training import TrainingConfig, fit
+
+    config = TrainingConfig(epochs=1, batch_size=1, lr=0.1, momentum=0.0, patience=2)
+    with pytest.raises(
+        ValueError, match=r"fit: without a validation loss, patience would do nothing \(run\)"
+    ):
+        fit(None, None, 1, config, np.random.default_rng(0), "run")
+
+
+@pytest.mark.parametrize(
+    "command, warning",
+    [
+        (
+            ["activity", "--warmup", "10", "--epochs", "3"],
+            "warning: activity: --warmup 10 is not shorter than --epochs 3: the learning rate "
+            "never reaches --lr (at most 3/11 of it)\n",
+        ),
+        (["activity", "--epochs", "2"], "--warmup 2 is not shorter than --epochs 2"),  # recipe's
+        (["activity", "--warmup", "2", "--epochs", "3"], ""),
+        (["activity", "--quick"], ""),  # the recipe's warm-up and a smoke run's 2 epochs
+    ],
+)
+def test_a_warm_up_as_long_as_the_training_is_a_warning(command, warning, capsys):
+    _settings_of("activity", command)
+    written = capsys.readouterr().err
+    assert warning in written if warning else written == ""

@@ -490,6 +490,12 @@ def test_load_refuses_a_standard_deviation_that_is_not_positive(bad, shown):
         (np.full((2, 3, 2), np.nan), "training inputs hold NaN or infinity"),
         (np.full((2, 3, 2), "a"), "training inputs must be numbers, got <U1"),
         (np.full((2, 3, 2), 1e300), "beyond the range of float32"),
+        # each value and the mean (1e38) fit in float32; -3e38 - 1e38 does not
+        (
+            np.array([[[0, 3e38]], [[0, 3e38]], [[0, -3e38]]]),
+            r"channel 1 spans -3e\+38 to 3e\+38: x - mean reaches 4e\+38, beyond the range of "
+            "float32",
+        ),
     ],
 )
 def test_fit_standardization_checks_its_inputs_and_changes_nothing(x, message):
