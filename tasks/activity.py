@@ -19,18 +19,10 @@ from . import plots
 from .data import ActivityData, default_activity, load_activity, require_rows
 from .data.checks import problem
 from .data.preprocessing import quick_subset, split_validation
-from .experiment import (
-    Experiment,
-    Settings,
-    evaluate,
-    fingerprint,
-    make_model,
-    train,
-    training_figures,
-)
+from .experiment import Experiment, Settings
 from .files import save_model
-from .memory import check_fits
 from .options import open_unit_interval, option, positive_int
+from .shared import check_fits, evaluate, fingerprint, make_model, train, training_figures
 from .training import TrainingConfig
 
 FEW_VALIDATION = 50  # series: fewer make the validation loss a noisy guide

@@ -15,10 +15,10 @@ import tinygrad_ee as tg
 
 from . import plots
 from .data import DataError, default_patches, load_patches, preprocess_patches, quick_subset
-from .experiment import Experiment, Settings, fingerprint, make_model, train, training_figures
+from .experiment import Experiment, Settings
 from .files import save_model
-from .memory import check_fits
 from .options import non_negative, open_unit_interval, option, positive_int
+from .shared import check_fits, fingerprint, make_model, train, training_figures
 from .training import TrainingConfig
 
 SWEEP_HIDDEN = (16, 49, 100)

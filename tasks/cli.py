@@ -37,9 +37,9 @@ try:  # Ctrl-C while the libraries load (a quarter second): no traceback, as lat
     from .data import DataError, is_folder
     from .experiment import QUICK_EPOCHS, Common, Experiment, Settings, describe_recipe
     from .files import CheckpointError, export_defaults, write_json, write_npz, write_text
-    from .memory import TooLarge
     from .options import add_arguments, dtype_options, dtype_problem, given, resumable_flags
     from .progress import note
+    from .shared import TooLarge
     from .training import TrainingConfig, TrainingDiverged, TrainingInterrupted
 except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)

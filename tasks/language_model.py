@@ -18,18 +18,10 @@ import tinygrad_ee as tg
 
 from . import plots
 from .data import NgramData, default_ngrams, load_ngrams, quick_subset, require_rows
-from .experiment import (
-    Experiment,
-    Settings,
-    evaluate,
-    fingerprint,
-    make_model,
-    train,
-    training_figures,
-)
+from .experiment import Experiment, Settings
 from .files import save_model
-from .memory import check_fits
 from .options import option
+from .shared import check_fits, evaluate, fingerprint, make_model, train, training_figures
 from .training import TrainingConfig
 
 CONFIGURATIONS = ((32, 256), (16, 128), (8, 64))
