@@ -158,3 +158,11 @@ def test_a_non_finite_python_constant_is_named_as_an_input():
     x = tg.Tensor([1.0])
     with tg.detect_anomaly(), quiet(), pytest.raises(tg.AnomalyError, match="add was given inf"):
         x + float("inf")
+
+
+def test_a_0d_float64_result_is_checked_like_any_array(device):
+    """NumPy makes a 0-d float64 result a NumPy scalar, which is a Python float too:
+    it is still an op's result, not a constant, and is checked."""
+    x = tg.Tensor(0.0, dtype="float64", device=device)
+    with tg.detect_anomaly(), quiet(), pytest.raises(tg.AnomalyError, match="^log produced -?inf"):
+        x.log()
