@@ -579,13 +579,18 @@ def cross_entropy(be, logits, targets):
 def bernoulli_kl(be, q, rho=0.5, eps=1e-6):
     """KL(Bernoulli(rho) || Bernoulli(q)) elementwise, q clipped into [eps, 1 - eps]:
     rho log(rho / q) + (1 - rho) log((1 - rho) / (1 - q)). One op: composed, it is ten
-    small ops on a vector, and its gradient is just -rho / q + (1 - rho) / (1 - q)
-    (zero where the clip holds q)."""
+    small ops on a vector, and its gradient is just (q - rho) / (q (1 - q)) (zero where
+    the clip holds q).
+
+    Both are written in d = rho - q: near q = rho the KL is O(d^2), and log(rho / q)
+    rounds to an absolute error of one ulp of 1, a large share of it (0.2 % in float32
+    at d = 0.002), where log1p(d / q) keeps d's relative precision."""
     xp = be.xp
     inside = (q > eps) & (q < 1 - eps)
     q = xp.clip(q, eps, 1 - eps)
-    out = rho * xp.log(rho / q) + (1 - rho) * xp.log((1 - rho) / (1 - q))
-    return out, lambda g: (xp.where(inside, g * ((1 - rho) / (1 - q) - rho / q), 0.0),)
+    d = rho - q
+    out = rho * xp.log1p(d / q) + (1 - rho) * xp.log1p(-d / (1 - q))
+    return out, lambda g: (xp.where(inside, g * (-d / (q * (1 - q))), 0.0),)
 
 
 # --- linear algebra -------------------------------------------------------------
