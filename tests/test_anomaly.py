@@ -5,12 +5,9 @@ import inspect
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 import tinygrad_ee as tg
 from models import SparseAutoencoder
-from tinygrad_ee import strategies
 
 
 # NumPy warns about the very values anomaly mode is there to find.
@@ -116,20 +113,6 @@ def test_clean_graph_gives_the_same_gradients_in_anomaly_mode(device):
             (x.tanh() * x.exp()).sum().backward()
         grads.append(x.grad.numpy())
     np.testing.assert_array_equal(grads[0], grads[1])
-
-
-@given(data=st.data(), name=st.sampled_from(sorted(tg.REGISTRY)))
-def test_every_op_given_a_non_finite_input_raises_anomaly_error(data, name):
-    """Fill one float input of any registered op with NaN or inf: in anomaly mode the op
-    raises AnomalyError naming itself (never returns quietly)."""
-    spec = tg.REGISTRY[name]
-    args, params = data.draw(strategies.op_cases(spec), label="case")
-    floats = [x for x in args if isinstance(x, tg.Tensor) and "float" in str(x.dtype)]
-    target = data.draw(st.sampled_from(floats), label="poisoned input")
-    value = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]), label="value")
-    target.data = target.backend.xp.full_like(target.data, value)
-    with tg.detect_anomaly(), quiet(), pytest.raises(tg.AnomalyError, match=rf"^{name} was given"):
-        spec.function(*args, **params)
 
 
 def test_a_non_finite_sum_reaching_a_split_is_reported_at_the_split():

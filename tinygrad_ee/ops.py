@@ -9,8 +9,8 @@ and the engine (not the op) sums each gradient back to its input's shape.
 `op` (public as ``tg.op``) turns such a forward into a function on Tensors, with one
 input domain per tensor input; users write their own ops with it
 (docs/testing-your-ops.md). The engine's ops are the same, added to ``REGISTRY``
-with ``@REGISTRY.op``; the property tests enumerate the registry and gradcheck
-every entry.
+with ``@REGISTRY.op``; the property tests enumerate the registry and check every
+entry with ``tinygrad_ee.testing.check_op``.
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def op(
 ) -> Callable[[Callable], Callable]:
     """Make ``forward(be, *arrays, **params) -> (out, backward)`` an op on Tensors.
 
-    ``domains``: one `Domain` per tensor input of ``forward`` (where the tests draw its
-    values). ``dtypes``: what its data inputs may hold, "float" (the default),
+    ``domains``: one `Domain` per tensor input of ``forward`` (where `check_op` draws
+    its values). ``dtypes``: what its data inputs may hold, "float" (the default),
     "numeric" or "any"; they must also share one dtype (no silent promotion, which
     backends disagree on). ``kind``: how the test kit calls it (`strategies.op_cases`);
     the default, "elementwise", gives every input a shape that broadcasts with the
