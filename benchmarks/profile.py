@@ -31,7 +31,15 @@ from threadpoolctl import threadpool_limits
 from benchmarks import models
 from benchmarks.timing import Plan, measure, positive_int
 
-RECORDING = {"apply", "apply_multi", "_make", "tensor_op", "__init__"}
+RECORDING = {
+    "apply",
+    "apply_multi",
+    "_input_arrays",
+    "_run_forward",
+    "_make",
+    "tensor_op",
+    "__init__",
+}
 WALK = {
     "backward",
     "_run_backward",
