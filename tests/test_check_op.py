@@ -2,17 +2,21 @@
 backward makes is caught, shrunk to a small call, and reported naming the input, the
 backend and the worst element."""
 
+import inspect
 import math
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinygrad_ee as tg
+from benchmarks.lstm_op import lstm_cell
 from tinygrad_ee.domains import REAL, Domain
 from tinygrad_ee.testing import CHECKS, OpCheckError, available_devices, check_op
 
+DOC = Path(__file__).resolve().parents[1] / "docs" / "testing-your-ops.md"
 MATRICES = hnp.array_shapes(min_dims=2, max_dims=2, max_side=4).map(lambda shape: (shape,))
 SQUARES = st.integers(1, 4).map(lambda n: ((n, n),))
 MATRIX_AND_ROWS = MATRICES.map(lambda shapes: (shapes[0], shapes[0][:1]))
@@ -221,3 +225,20 @@ def test_check_op_refuses_what_it_cannot_check():
     with pytest.raises(tg.DeviceError):
         check_op(swish, devices=["tpu"])
     assert set(CHECKS) == {"gradient", "float32", "compiled", "anomaly"}
+
+
+# --- a transposed product, in the worked example's LSTM cell --------------------------------
+def test_a_transposed_product_is_caught_as_the_document_says():
+    """benchmarks/lstm_op.py's cell with dw = da^T h for h^T da (the missing term, the
+    document's first derivation, is run by tests/test_custom_ops.py)."""
+    source = inspect.getsource(lstm_cell.spec.forward)
+    right = "dw = xp.matmul(xp.matrix_transpose(h), da)"
+    assert right in source
+    namespace = {"tg": tg, "REAL": REAL}
+    exec(source.replace(right, "dw = xp.matmul(xp.matrix_transpose(da), h)"), namespace)
+    sizes = st.integers(1, 3)
+    shapes = st.tuples(sizes, sizes).map(
+        lambda bh: ((bh[0], 4 * bh[1]), bh, bh, (bh[1], 4 * bh[1]))
+    )
+    message = caught(namespace["lstm_cell"], shapes=shapes)
+    assert message.split("\n")[0] in DOC.read_text()

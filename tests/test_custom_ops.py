@@ -1,18 +1,29 @@
-"""Your own ops (`tg.op`): registered nowhere unless asked, and clear errors for a forward
-or backward that breaks the contract."""
+"""Your own ops (`tg.op`): registered nowhere unless asked, clear errors for a forward or
+backward that breaks the contract, several inputs and outputs, and the worked example of
+docs/testing-your-ops.md (a hand-derived LSTM cell) run as written."""
+
+import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import tinygrad_ee as tg
+from benchmarks import models
+from benchmarks.lstm_op import classifiers, compiled_steps, lstm_cell
 from tinygrad_ee.domains import BOOL, POSITIVE, REAL
 from tinygrad_ee.ops import OpSpec, Registry
+from tinygrad_ee.testing import OpCheckError
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "testing-your-ops.md"
 
 
 @tg.op(POSITIVE)
 def log2(be, x):
     """log base 2."""
-    return be.xp.log(x) / np.log(2.0), lambda g: (g / (x * np.log(2.0)),)
+    return be.xp.log(x) / math.log(2.0), lambda g: (g / (x * math.log(2.0)),)
 
 
 # --- registration ------------------------------------------------------------------------
@@ -116,3 +127,67 @@ def test_a_gradient_of_a_shape_the_input_does_not_broadcast_to_is_refused(device
     b = tg.Tensor(np.ones(3), requires_grad=True, device=device)
     bias(x, b).sum().backward()
     np.testing.assert_array_equal(b.grad.numpy(), [2.0, 2.0, 2.0])
+
+
+# --- several inputs and outputs: the hand-derived LSTM cell ----------------------------------
+def test_the_lstm_cell_op_matches_the_composed_cell_in_a_whole_classifier(device):
+    """The classifier with the hand-derived cell against the one composed of engine ops
+    (an independent derivation): the loss and every parameter's gradient, float64, T = 6."""
+    spec = models.recurrent_spec("lstm", steps=6, batch=3, hidden=5)
+    case = models.make_case(spec, "float64")
+    x = tg.Tensor(case.data["x"], device=device)
+    targets = tg.Tensor(case.data["targets"], device=device)
+    results = []
+    for model in classifiers(case, device).values():
+        loss = model.loss(x, targets)
+        loss.backward()
+        results.append((loss.item(), {k: p.grad.numpy() for k, p in model.named_parameters()}))
+    (composed_loss, composed), (fused_loss, fused) = results
+    assert fused_loss == pytest.approx(composed_loss, rel=1e-12)
+    for name, grad in composed.items():
+        np.testing.assert_allclose(fused[name], grad, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_the_lstm_cell_op_trains_through_compiled_steps_like_the_composed_cell():
+    spec = models.recurrent_spec("lstm", steps=5, batch=4, hidden=3)
+    steps = compiled_steps(models.make_case(spec, "float64"), "cpu")
+    losses = {name: [step().item() for _ in range(4)] for name, step in steps.items()}
+    composed, fused = losses.values()
+    np.testing.assert_allclose(fused, composed, rtol=1e-10)
+    assert composed[-1] < composed[0]
+    assert all(step.traces == 1 for step in steps.values())
+
+
+# --- docs/testing-your-ops.md, run as written ------------------------------------------------
+def test_the_document_runs_as_written_and_shows_what_check_op_says():
+    """Every python block, in order, in one namespace; a block marked "# raises
+    OpCheckError" raises it, with the message of the text block after it (exactly under
+    the derandomised CI profile: the very call the document shows)."""
+    text = DOC.read_text()
+    blocks = re.findall(r"```(python|text)\n(.*?)```", text, flags=re.S)
+    namespace: dict = {}
+    for (kind, code), after in zip(blocks, [*blocks[1:], ("", "")]):
+        if kind != "python":
+            continue
+        if not code.startswith("# raises OpCheckError"):
+            exec(compile(code, str(DOC), "exec"), namespace)
+            continue
+        with pytest.raises(OpCheckError) as caught:
+            exec(compile(code, str(DOC), "exec"), namespace)
+        shown = after[1].strip()
+        if settings().derandomize:
+            assert str(caught.value) == shown
+        assert str(caught.value).split(":")[:2] == shown.split(":")[:2]
+    assert namespace["lstm_cell"] is lstm_cell  # the fixed op, imported at the end
+
+
+def test_the_documents_first_derivation_is_the_benchmarked_op_but_for_one_line():
+    text = DOC.read_text()
+    (planted,) = [
+        b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "first der" in b
+    ]
+    mistake = "dc = dc_next  # the first derivation"
+    correct = "dc = dc_next + dh * o * (1 - t * t)  # c_next reaches the loss through h_next too"
+    assert f"-        {mistake}\n+        {correct}" in text  # the fix the document shows
+    source = Path(models.__file__).with_name("lstm_op.py").read_text()
+    assert planted.split("\n\n\n", 1)[1].replace(mistake, correct) in source
