@@ -34,7 +34,15 @@ import tinygrad_ee
 from . import models
 from .timing import Plan, measure, positive_int
 
-RECORDING = {"apply", "apply_multi", "_make", "tensor_op", "__init__"}
+RECORDING = {
+    "apply",
+    "apply_multi",
+    "_input_arrays",
+    "_run_forward",
+    "_make",
+    "tensor_op",
+    "__init__",
+}
 WALK = {
     "backward",
     "_run_backward",

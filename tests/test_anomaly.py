@@ -5,12 +5,9 @@ import inspect
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from tinygrad_ee.models import SparseAutoencoder
 
 import tinygrad_ee as tg
-from tinygrad_ee import strategies
 
 
 # NumPy warns about the very values anomaly mode is there to find.
@@ -118,20 +115,6 @@ def test_clean_graph_gives_the_same_gradients_in_anomaly_mode(device):
     np.testing.assert_array_equal(grads[0], grads[1])
 
 
-@given(data=st.data(), name=st.sampled_from(sorted(tg.REGISTRY)))
-def test_every_op_given_a_non_finite_input_raises_anomaly_error(data, name):
-    """Fill one float input of any registered op with NaN or inf: in anomaly mode the op
-    raises AnomalyError naming itself (never returns quietly)."""
-    spec = tg.REGISTRY[name]
-    args, params = data.draw(strategies.op_cases(spec), label="case")
-    floats = [x for x in args if isinstance(x, tg.Tensor) and "float" in str(x.dtype)]
-    target = data.draw(st.sampled_from(floats), label="poisoned input")
-    value = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]), label="value")
-    target.data = target.backend.xp.full_like(target.data, value)
-    with tg.detect_anomaly(), quiet(), pytest.raises(tg.AnomalyError, match=rf"^{name} was given"):
-        spec.function(*args, **params)
-
-
 def test_a_non_finite_sum_reaching_a_split_is_reported_at_the_split():
     """Gradients from several uses are summed without a check; the sum's overflow is
     caught at the next backward (here unbind's), which says its input was non-finite."""
@@ -158,3 +141,11 @@ def test_a_non_finite_python_constant_is_named_as_an_input():
     x = tg.Tensor([1.0])
     with tg.detect_anomaly(), quiet(), pytest.raises(tg.AnomalyError, match="add was given inf"):
         x + float("inf")
+
+
+def test_a_0d_float64_result_is_checked_like_any_array(device):
+    """NumPy makes a 0-d float64 result a NumPy scalar, which is a Python float too:
+    it is still an op's result, not a constant, and is checked."""
+    x = tg.Tensor(0.0, dtype="float64", device=device)
+    with tg.detect_anomaly(), quiet(), pytest.raises(tg.AnomalyError, match="^log produced -?inf"):
+        x.log()

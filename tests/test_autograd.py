@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tinygrad_ee as tg
+from tinygrad_ee.domains import REAL
 from tinygrad_ee.ops import DTYPE_KINDS
 from tinygrad_ee.tensor import apply
 
@@ -142,14 +143,13 @@ def test_unused_outputs_of_split_get_zero_gradient(device):
 def test_unbind_backward_runs_once_however_many_steps_are_used(device):
     calls = []
 
-    def counting_stack(be, x):
+    @tg.op(REAL, dtypes="any", multiple_outputs=True)
+    def counting_unbind(be, x):
         pieces, backward = tg.REGISTRY["unbind"].forward(be, x)
         return pieces, lambda grads: calls.append(len(grads)) or backward(grads)
 
-    from tinygrad_ee.tensor import apply_multi
-
     x = t(np.ones((5, 2)), device, requires_grad=True)
-    steps = apply_multi(counting_stack, "unbind", x, {})
+    steps = counting_unbind(x)
     total = steps[0]
     for step in steps[1:]:
         total = total + step * 2.0

@@ -65,3 +65,14 @@ def test_compile_modes_refuses_the_hand_step_off_the_cpu(capsys):
 
     assert compile_modes.main(["--hand", "--device", "strict"]) == 2
     assert "--hand runs on the cpu only" in capsys.readouterr().err
+
+
+def test_lstm_op_times_both_cells_and_their_ratio(capsys):
+    from benchmarks import lstm_op
+
+    tiny = ["--rounds", "2", "--repeat", "1", "--steps", "3", "--batch", "2", "--hidden", "4"]
+    assert lstm_op.main(tiny) == 0
+    out = capsys.readouterr().out
+    assert "round 2: composed cell " in out and ", lstm_cell op " in out
+    assert "speedup (composed / op): median " in out
+    assert lstm_op.main(["--device", "cuda:99"]) == 2

@@ -1,9 +1,12 @@
 """gradcheck itself: it must catch wrong backwards, including ones an all-ones seed misses."""
 
+import math
+
 import numpy as np
 import pytest
 
 import tinygrad_ee as tg
+from tinygrad_ee.domains import REAL
 from tinygrad_ee.ops import DTYPE_KINDS
 from tinygrad_ee.tensor import apply
 
@@ -50,3 +53,19 @@ def test_gradcheck_leaves_the_callers_gradients_alone():
     x = tg.Tensor(np.ones(3), requires_grad=True)
     tg.gradcheck(lambda x: x * x, x)
     assert x.grad is None
+
+
+def test_a_nan_gradient_fails_and_names_its_element(device):
+    """NaN compares false with everything: a check written as "error > tolerance" would
+    pass it."""
+
+    @tg.op(REAL)
+    def nan_backward(be, x):
+        return x * 2.0, lambda g: (be.xp.where(x > 0, g * 2.0, math.nan),)
+
+    x = tg.Tensor(np.array([1.0, -1.0, 2.0]), requires_grad=True, device=device)
+    with pytest.raises(
+        tg.GradcheckError, match=r"at element \(1,\): engine gradient nan"
+    ) as caught:
+        tg.gradcheck(nan_backward, x)
+    assert (caught.value.input, caught.value.element) == (0, (1,))

@@ -1,5 +1,6 @@
 """Modules, layers, initialisers and losses: discovery, saving, gradients, numerics."""
 
+import decimal
 import doctest
 import math
 import re
@@ -552,12 +553,32 @@ def test_bernoulli_kl_is_finite_at_zero_and_one(device, dtype):
     assert kl.shape == (4,)
 
 
+def _exact_kl(rho: float, q: float) -> float:
+    """rho log(rho / q) + (1 - rho) log((1 - rho) / (1 - q)) in 40 decimal digits: in
+    float64 the two terms cancel near q = rho, leaving an absolute error of ~1e-16."""
+    with decimal.localcontext(decimal.Context(prec=40)):
+        r, q = decimal.Decimal(rho), decimal.Decimal(q)
+        return float(r * (r / q).ln() + (1 - r) * ((1 - r) / (1 - q)).ln())
+
+
 @given(rho=st.floats(0.01, 0.99), values=arrays((5,), tg.domains.Domain("rate", 0.02, 0.98)))
 def test_bernoulli_kl_matches_its_formula_and_gradchecks(device, rho, values):
     rho_hat = t(values, device, requires_grad=True)
-    expected = rho * np.log(rho / values) + (1 - rho) * np.log((1 - rho) / (1 - values))
-    np.testing.assert_allclose(nn.bernoulli_kl(rho, rho_hat).numpy(), expected, rtol=1e-10)
+    expected = [_exact_kl(rho, q) for q in values]
+    np.testing.assert_allclose(
+        nn.bernoulli_kl(rho, rho_hat).numpy(), expected, rtol=1e-10, atol=1e-15
+    )
     assert tg.gradcheck(lambda q: nn.bernoulli_kl(rho, q), rho_hat)
+
+
+@pytest.mark.parametrize(
+    ("q", "rho"), [(0.2109375, 0.212890625), (0.25, 0.24951171875), (0.7, 0.69921875)]
+)
+def test_bernoulli_kl_near_its_minimum_keeps_float32_precision(device, q, rho):
+    """q and rho exact in float32, 5e-4 to 2e-3 apart: the KL is O((q - rho)^2), and
+    log(rho / q) rounds to one float32 ulp of 1, up to 5 % of it."""
+    kl = nn.bernoulli_kl(rho, tg.Tensor([q], dtype="float32", device=device))
+    assert kl.numpy()[0] == pytest.approx(_exact_kl(rho, q), rel=1e-4)
 
 
 def test_bernoulli_kl_validates_rho():

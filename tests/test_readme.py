@@ -17,10 +17,19 @@ def test_readme_engine_example_runs():
     assert namespace["prediction"].shape == (4,)
 
 
+def test_readme_own_op_example_runs():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    (block,) = [b for b in blocks if "check_op(swish)" in b]
+    namespace: dict = {}
+    exec(compile(block, str(README), "exec"), namespace)  # check_op passes: no error
+    assert "swish" not in tg.REGISTRY
+
+
 def test_readme_model_example_runs():
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    (block,) = [b for b in blocks if "SequenceClassifier(" in b]
     namespace: dict = {}
-    exec(compile(blocks[1], str(README), "exec"), namespace)
+    exec(compile(block, str(README), "exec"), namespace)
     assert namespace["model"].cell.hidden_weight.grad.shape == (128, 3 * 128)
     assert 0 < namespace["loss"].item() < 10
 

@@ -15,6 +15,7 @@ from .gradcheck import GradcheckError, gradcheck
 from .nn import bernoulli_kl, cross_entropy  # the checked, user-facing versions
 from .ops import (
     REGISTRY,
+    Registry,
     abs,
     add,
     argmax,
@@ -36,6 +37,7 @@ from .ops import (
     mean,
     mul,
     neg,
+    op,
     permute,
     pow,
     relu,
@@ -63,6 +65,7 @@ __all__ = [
     "DeviceError",
     "GradcheckError",
     "REGISTRY",
+    "Registry",
     "Tensor",
     "TraceError",
     "abs",
@@ -95,6 +98,7 @@ __all__ = [
     "mul",
     "neg",
     "no_grad",
+    "op",
     "ops",
     "permute",
     "pow",

@@ -51,8 +51,9 @@ creation_site = user_site  # the user's line that made an op
 
 def _finite(xp: Any, array: Any) -> Any:
     """A 0-d bool array: whether a floating ``array`` holds only finite values (None for
-    anything that cannot hold NaN or infinity)."""
-    if isinstance(array, float) or not hasattr(array, "dtype") or "float" not in str(array.dtype):
+    anything that cannot hold NaN or infinity). A NumPy float64 scalar, what NumPy makes
+    of a 0-d result, is a Python float too, but an array here, not a constant."""
+    if type(array) is float or not hasattr(array, "dtype") or "float" not in str(array.dtype):
         return None
     return xp.all(xp.isfinite(array))
 

@@ -17,7 +17,13 @@ from .tensor import Tensor, no_grad
 
 
 class GradcheckError(AssertionError):
-    """The engine's gradient and the finite-difference gradient disagree."""
+    """The engine's gradient and the finite-difference gradient disagree: ``input`` is
+    the index of the input, ``element`` the index of its worst element."""
+
+    def __init__(self, message: str, input: int | None = None, element: tuple = ()) -> None:
+        super().__init__(message)
+        self.input = input
+        self.element = element
 
 
 def _as_outputs(result: Tensor | Sequence[Tensor]) -> list[Tensor]:
@@ -89,14 +95,18 @@ def gradcheck(
             numeric[index] = (values[0] - values[1]) / (2 * eps)
         error = np.abs(analytic - numeric)
         excess = error - (atol + rtol * np.abs(numeric))
-        if excess.size and excess.max() > 0:
-            worst = np.unravel_index(int(np.argmax(excess)), excess.shape)
+        off = ~(excess <= 0)  # NaN is off too: a NaN gradient must not pass
+        if off.any():
+            excess = np.where(np.isnan(excess), np.inf, excess)
+            worst = tuple(int(k) for k in np.unravel_index(int(np.argmax(excess)), x.shape))
             raise GradcheckError(
                 f"gradcheck failed for input {i} (shape {x.shape}) at element "
-                f"{tuple(int(k) for k in worst)}: engine gradient {analytic[worst]:.6g}, "
+                f"{worst}: engine gradient {analytic[worst]:.6g}, "
                 f"finite differences {numeric[worst]:.6g}, |difference| "
                 f"{error[worst]:.3g} > tolerance {atol + rtol * abs(numeric[worst]):.3g} "
                 f"(atol {atol:g} + rtol {rtol:g} * |numeric|); "
-                f"{int((excess > 0).sum())} of {excess.size} elements are off"
+                f"{int(off.sum())} of {excess.size} elements are off",
+                input=i,
+                element=worst,
             )
     return True

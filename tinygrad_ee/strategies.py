@@ -108,6 +108,9 @@ def op_cases(draw, spec: OpSpec, device: str = "cpu") -> tuple[tuple, dict]:
     def tensor(shape, domain, high=1):
         return draw(tensors(shape, domain, device=device, high=high))
 
+    if kind == "elementwise":  # any number of inputs, broadcasting together
+        drawn = draw(broadcastable_shapes(len(domains)))
+        return tuple(tensor(shape, domain) for shape, domain in zip(drawn, domains)), {}
     if kind in ("unary", "clip", "astype"):
         params = {"clip": {"low": -1.0, "high": 1.0}, "astype": {"dtype": "float64"}}
         return (tensor(draw(shapes()), domains[0]),), params.get(kind, {})
@@ -189,8 +192,8 @@ def op_cases(draw, spec: OpSpec, device: str = "cpu") -> tuple[tuple, dict]:
 
 
 KINDS: frozenset[str] = frozenset(
-    "unary clip astype binary where reduce softmax matmul linear reshape permute getitem gather "
-    "concat split unbind stack cross_entropy bernoulli_kl".split()
+    "elementwise unary clip astype binary where reduce softmax matmul linear reshape permute "
+    "getitem gather concat split unbind stack cross_entropy bernoulli_kl".split()
 )
 """The op kinds `op_cases` knows how to call."""
 

@@ -269,6 +269,30 @@ def apply(
     ``accepts[i]`` is the set of dtype kinds ("float", "int", "bool") input i may
     hold; the float-capable inputs must share one dtype.
     """
+    backend, arrays, requires_grad = _input_arrays(name, inputs, accepts)
+    out, backward = _run_forward(forward, name, arrays, params, backend)
+    if type(out) is tuple or type(out) is list:
+        raise TypeError(
+            f"{name}: its forward returned {len(out)} outputs; an op with several outputs "
+            "is declared with multiple_outputs=True"
+        )
+    site = None
+    if anomaly.enabled:
+        site = anomaly.creation_site()
+        anomaly.check_forward(backend.xp, name, [out], arrays, site)
+    result = Tensor._make(out, backend)
+    if requires_grad and _grad_enabled:
+        result.requires_grad = True
+        result._ctx = (name, backward, inputs, site)
+        result._seq = _next_seq()
+    return result
+
+
+def _input_arrays(
+    name: str, inputs: Sequence[Any], accepts: Sequence[Any]
+) -> tuple[Backend, list, bool]:
+    """The inputs' backend, their arrays (constants as Python numbers) and whether any
+    requires a gradient, after checking devices and dtypes (see `apply`)."""
     if len(inputs) != len(accepts):
         raise TypeError(
             f"{name}: takes {len(accepts)} tensor inputs, passed by position; got {len(inputs)}"
@@ -314,20 +338,16 @@ def apply(
             f"{name}: a float constant with an integer tensor ({dtype_name(shared_dtype)}) "
             "would promote it; convert the tensor with .astype() first"
         )
+    return backend, arrays, requires_grad
+
+
+def _run_forward(
+    forward: Callable, name: str, arrays: list, params: dict, backend: Backend
+) -> tuple[Any, Callable]:
     try:
-        out, backward = forward(backend, *arrays, **params)
+        return forward(backend, *arrays, **params)
     except _LIBRARY_ERRORS as error:
         raise _explained(error, name, arrays) from error
-    site = None
-    if anomaly.enabled:
-        site = anomaly.creation_site()
-        anomaly.check_forward(backend.xp, name, [out], arrays, site)
-    result = Tensor._make(out, backend)
-    if requires_grad and _grad_enabled:
-        result.requires_grad = True
-        result._ctx = (name, backward, inputs, site)
-        result._seq = _next_seq()
-    return result
 
 
 # What an array library raises for a bad call; re-raised naming the op (most specific
@@ -366,37 +386,45 @@ def _explained(error: Exception, name: str, arrays: Sequence[Any]) -> Exception:
     return kind(f"{name}: {message} (inputs: {describe_arrays(arrays)})")
 
 
-def apply_multi(forward: Callable, name: str, x: Tensor, params: dict) -> list[Tensor]:
-    """Like `apply` for an op with one input and several outputs (split, unbind).
+def apply_multi(
+    forward: Callable, name: str, inputs: Sequence[Any], params: dict, accepts: Sequence[Any]
+) -> list[Tensor]:
+    """Like `apply` for an op with several outputs (split, unbind, a user's LSTM cell).
 
     ``forward`` returns ``(out_arrays, backward)`` and ``backward`` receives one
-    gradient per output, None for outputs that got none. The outputs hang off a
-    hidden "hub" tensor, so backward runs once and assembles the input's
-    gradient in one go, however many outputs were used.
+    gradient per output, zeros for outputs that got none. The outputs hang off a
+    hidden "hub" tensor, so backward runs once and assembles the inputs' gradients
+    in one go, however many outputs were used.
     """
-    if not isinstance(x, Tensor):
-        raise _not_a_tensor(name, x)
-    try:
-        pieces, backward = forward(x.backend, x.data, **params)
-    except _LIBRARY_ERRORS as error:
-        raise _explained(error, name, [x.data]) from error
+    backend, arrays, requires_grad = _input_arrays(name, inputs, accepts)
+    pieces, backward = _run_forward(forward, name, arrays, params, backend)
+    if not isinstance(pieces, (list, tuple)):
+        raise TypeError(
+            f"{name}: an op with multiple_outputs=True returns (a list of arrays, backward), "
+            f"got {type(pieces).__name__} as its outputs"
+        )
     site = None
     if anomaly.enabled:
         site = anomaly.creation_site()
-        anomaly.check_forward(x.backend.xp, name, pieces, [x.data], site)
-    outputs = [Tensor._make(piece, x.backend) for piece in pieces]
-    if x.requires_grad and _grad_enabled:
-        hub = Tensor._make(None, x.backend)
+        anomaly.check_forward(backend.xp, name, pieces, arrays, site)
+    outputs = [Tensor._make(piece, backend) for piece in pieces]
+    if requires_grad and _grad_enabled:
+        hub = Tensor._make(None, backend)
         hub.requires_grad = True
-        count = len(pieces)
-        gather = lambda grads: (backward([grads.get(i) for i in range(count)]),)
-        hub._ctx = (name, gather, (x,), site)
+        hub._ctx = (name, _from_hub(backend.xp, backward, pieces), inputs, site)
         hub._seq = _next_seq()
         for i, output in enumerate(outputs):
             output.requires_grad = True
             output._ctx = (name, _to_hub_slot(i), (hub,), site)
             output._seq = _next_seq()
     return outputs
+
+
+def _from_hub(xp: Any, backward: Callable, pieces: Sequence[Any]) -> Callable:
+    # A hub's gradient is a dict {output index: gradient}; unused outputs get zeros.
+    return lambda grads: backward(
+        [grads[i] if i in grads else xp.zeros_like(piece) for i, piece in enumerate(pieces)]
+    )
 
 
 def _to_hub_slot(index: int) -> Callable:
@@ -433,9 +461,12 @@ def _topological_order(root: Tensor) -> list[Tensor]:
     return nodes
 
 
-def _sum_to_shape(xp: Any, grad: Any, shape: tuple[int, ...]) -> Any:
-    """Sum a broadcast gradient back down to an input's ``shape``."""
+def _sum_to_shape(xp: Any, grad: Any, shape: tuple[int, ...]) -> Any | None:
+    """Sum a broadcast gradient back down to an input's ``shape``; None when ``shape``
+    does not broadcast to the gradient's (a backward that returned a wrong shape)."""
     extra = grad.ndim - len(shape)
+    if extra < 0 or any(n not in (1, m) for n, m in zip(shape, grad.shape[extra:])):
+        return None
     axes = tuple(range(extra)) + tuple(
         extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1
     )
@@ -477,6 +508,8 @@ def _propagate(
         if not retain_graph:
             node._ctx = _FREED
         input_grads = backward(grad)
+        if type(input_grads) is not tuple or len(input_grads) != len(inputs):
+            input_grads = _gradient_tuple(name, input_grads, inputs)
         if checking:
             where = site or "an unknown place (it was recorded outside detect_anomaly)"
             anomaly.check_backward(node.backend.xp, name, input_grads, grad, inputs, where)
@@ -485,7 +518,10 @@ def _propagate(
                 continue
             data = x.data
             if data is not None and x_grad.shape != data.shape:
+                shape = x_grad.shape
                 x_grad = _sum_to_shape(x.backend.xp, x_grad, data.shape)
+                if x_grad is None:
+                    raise _wrong_gradient_shape(name, inputs, x, shape)
             if x._ctx is None:
                 _accumulate_leaf(x, x_grad, owned)
                 continue
@@ -500,6 +536,27 @@ def _propagate(
                 pending[x] = owned[x] = previous  # so store the result back either way
             else:
                 pending[x] = owned[x] = previous + x_grad
+
+
+def _gradient_tuple(name: str, grads: Any, inputs: Sequence[Any]) -> tuple:
+    """A backward's result as a tuple of one gradient per input, or a TypeError: a bare
+    array would be zipped with the inputs row by row."""
+    if isinstance(grads, list) and len(grads) == len(inputs):
+        return tuple(grads)
+    got = f"{len(grads)} gradients" if isinstance(grads, (tuple, list)) else type(grads).__name__
+    raise TypeError(
+        f"the backward of {name} returned {got} for its {len(inputs)} inputs; it must "
+        "return a tuple of one gradient per input (None for an input without one)"
+    )
+
+
+def _wrong_gradient_shape(name: str, inputs: Sequence[Any], x: Tensor, shape: Any) -> ValueError:
+    index = next(i for i, y in enumerate(inputs) if y is x)
+    return ValueError(
+        f"the backward of {name} returned a gradient of shape {tuple(shape)} for its input "
+        f"{index} of shape {x.shape}: neither that shape nor one it broadcasts to (the "
+        "engine sums broadcast axes back; a reduction the op made itself is the op's to undo)"
+    )
 
 
 def _accumulate_leaf(leaf: Tensor, grad: Any, owned: dict[Tensor, Any]) -> None:
