@@ -188,7 +188,7 @@ def _scripted_fit(validation_losses, best_epoch, patience=0, epochs=None):
     )  # fmt: skip
     history = fit(
         model,
-        lambda indices: model.loss(x[indices], 1e-4, 0.5, 0.1),
+        lambda indices, key: model.loss(x[indices], 1e-4, 0.5, 0.1),
         40,
         config,
         np.random.default_rng(0),
