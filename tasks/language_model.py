@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from tinygrad_ee.models import FourGramLanguageModel
@@ -53,11 +53,9 @@ class Options:
     )  # fmt: skip
 
 
-# Capacity control, the larger for the smaller corpus (docs/experiments.md#size-rules).
-# Weight decay falls as 1 / sqrt(training 4-grams) (normalised weight decay: Loshchilov &
-# Hutter, Decoupled Weight Decay Regularization, 2019), DECAY at DECAY_CORPUS 4-grams;
-# dropout rises with the parameters per training 4-gram (`dropout_for`).
-DECAY, DECAY_CORPUS = 0.03, 372_550
+# Capacity control (docs/experiments.md#size-rules), both from the parameters per
+# training 4-gram: the more of them, the more a configuration can over-fit its corpus.
+DECAY = 0.06  # weight decay DECAY * sqrt(parameters per 4-gram)
 
 
 def parameter_count(vocabulary: int, dim: int, hidden: int) -> int:
@@ -65,16 +63,32 @@ def parameter_count(vocabulary: int, dim: int, hidden: int) -> int:
     return vocabulary * (dim + hidden + 1) + 3 * dim * hidden + hidden
 
 
-def weight_decay_for(count: int) -> float:
-    """The modern recipe's weight decay for ``count`` training 4-grams."""
-    return round(DECAY * math.sqrt(DECAY_CORPUS / count), 4)
+def weight_decay_for(parameters: int, count: int) -> float:
+    """The modern recipe's weight decay, 0.06 sqrt(parameters per training 4-gram): for a
+    given model, as 1 / sqrt(corpus size) (normalised weight decay, Loshchilov & Hutter,
+    Decoupled Weight Decay Regularization, 2019), and less for a smaller model."""
+    return round(DECAY * math.sqrt(parameters / count), 4)
 
 
 def dropout_for(parameters: int, count: int) -> float:
     """The modern recipe's dropout: 0.25 log2(parameters per training 4-gram), from 0 to
-    0.5. A model with more parameters than examples overfits unless its units are kept
-    from relying on each other; one with fewer is held back by dropout."""
+    0.5. A model with more parameters than examples over-fits unless its units are kept
+    from relying on each other; one with fewer is only held back by dropout."""
     return round(min(max(0.25 * math.log2(parameters / count), 0.0), 0.5), 2)
+
+
+def _capacity(settings: Settings, count: int, vocabulary: int, dim: int, hidden: int):
+    """(training settings, dropout, what the rules set) of one configuration."""
+    parameters, rules = parameter_count(vocabulary, dim, hidden), []
+    training, dropout = settings.training, settings.options.dropout
+    ratio = f"{parameters} parameters, {parameters / count:.2g} per training 4-gram"
+    if training.weight_decay is None:
+        training = replace(training, weight_decay=weight_decay_for(parameters, count))
+        rules.append(f"D={dim}, P={hidden}: weight decay {training.weight_decay:g} ({ratio})")
+    if dropout is None:
+        dropout = dropout_for(parameters, count)
+        rules.append(f"D={dim}, P={hidden}: dropout {dropout:g} ({ratio})")
+    return training, dropout, rules
 
 
 def _data(settings: Settings) -> NgramData:
@@ -134,12 +148,8 @@ def _predictions(model, data: NgramData, shown: np.ndarray, device: str) -> list
 def run(settings: Settings) -> dict:
     """Train, evaluate and plot; returns the figures of metrics.json."""
     data = _data(settings)
-    count, rules = len(data.train_target), []
-    if settings.training.weight_decay is None:
-        settings.training.weight_decay = weight_decay_for(count)
-        rules.append(f"weight decay {settings.training.weight_decay:g}: {count} training 4-grams")
-    settings.training, more = settings.training.for_data(count, len(data.val_target))
-    rules += more
+    count = len(data.train_target)
+    settings.training, rules = settings.training.for_data(count, len(data.val_target))
     _check_sizes(settings, data)
     tensors = {
         split: tuple(tg.Tensor(part, device=settings.device) for part in data.split(split))
@@ -148,15 +158,10 @@ def run(settings: Settings) -> dict:
     shown = np.random.default_rng(settings.seed).choice(len(data.test_target), SHOWN, False)
     results = []
     for dim, hidden in settings.options.configs:
-        dropout = settings.options.dropout
-        if dropout is None:
-            parameters = parameter_count(len(data.words), dim, hidden)
-            dropout = dropout_for(parameters, count)
-            per_example = f"{parameters / count:.2g} per training 4-gram"
-            rules.append(
-                f"D={dim}, P={hidden}: dropout {dropout:g} ({parameters} parameters, {per_example})"
-            )
-        model, history = _train(settings, data, tensors, dim, hidden, dropout)
+        training, dropout, more = _capacity(settings, count, len(data.words), dim, hidden)
+        rules += more
+        configured = replace(settings, training=training)
+        model, history = _train(configured, data, tensors, dim, hidden, dropout)
         checkpoint = f"language_model_D{dim}_P{hidden}.npz"
         save_model(settings.out / checkpoint, model)
         loss, accuracy, _ = evaluate(model.logits, tensors["test"][0], data.test_target)
@@ -166,6 +171,7 @@ def run(settings: Settings) -> dict:
                 "hidden_size": hidden,
                 "label": f"D={dim}, P={hidden}",
                 "dropout": dropout,
+                "weight_decay": training.weight_decay,
                 **training_figures(history, settings.training),
                 "test_cross_entropy": loss,
                 "test_accuracy": accuracy,

@@ -6,6 +6,7 @@ resumes bit for bit."""
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from tasks_cli import assert_identical, killed_at, losses, run_cli
 from tinygrad_ee.models import FourGramLanguageModel
-from tinygrad_ee.tasks.language_model import dropout_for, weight_decay_for
+from tinygrad_ee.tasks.language_model import dropout_for, parameter_count, weight_decay_for
 
 import tinygrad_ee as tg
 
@@ -92,9 +93,35 @@ def test_the_language_model_drops_units_only_when_given_a_key():
 def test_the_capacity_rules():
     # Dropout: none up to one parameter per training 4-gram, 0.25 at two, 0.5 from four.
     assert [dropout_for(p, 1000) for p in (500, 1000, 2000, 4000, 9000)] == [0, 0, 0.25, 0.5, 0.5]
-    # Weight decay: 0.03 at 372,550 training 4-grams, twice that at a quarter of them.
-    assert weight_decay_for(372_550) == 0.03
-    assert weight_decay_for(372_550 // 4) == pytest.approx(0.06, abs=1e-4)
+    # Weight decay: 0.06 at one parameter per training 4-gram; half that at a quarter.
+    assert weight_decay_for(1000, 1000) == 0.06
+    assert weight_decay_for(1000, 4000) == 0.03
+    assert weight_decay_for(97_082, 372_550) == pytest.approx(0.0306, abs=1e-4)
+
+
+def test_the_language_model_reports_the_capacity_it_chose(tmp_path):
+    out = tmp_path / "run"
+    command = ["language-model", "--quick", "--epochs", "1", "--config", "8,16", "--no-progress"]
+    result = run_cli(*command, "--config", "4,8", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    count = metrics["samples"]["train"]
+    for run in metrics["configurations"]:
+        parameters = parameter_count(
+            metrics["vocabulary"], run["embedding_dim"], run["hidden_size"]
+        )
+        assert run["dropout"] == dropout_for(parameters, count)
+        assert run["weight_decay"] == weight_decay_for(parameters, count)
+    assert (
+        f"D=8, P=16: dropout {metrics['configurations'][0]['dropout']:g}"
+        in (out / "report.md").read_text()
+    )
+    chosen = run_cli(
+        *command, "--dropout", "0.1", "--weight-decay", "0.2", "--out", str(tmp_path / "b")
+    )
+    assert chosen.returncode == 0, chosen.stderr[-3000:]
+    (run,) = json.loads((tmp_path / "b" / "metrics.json").read_text())["configurations"]
+    assert (run["dropout"], run["weight_decay"]) == (0.1, 0.2)
 
 
 def test_a_language_model_run_with_dropout_resumes_bit_for_bit(tmp_path):
