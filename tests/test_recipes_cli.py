@@ -24,6 +24,7 @@ from tinygrad_ee import nn, optim
 # recipes (written out here, not read from the code under test).
 SGD = {"optimizer": "sgd", "weight_decay": 0.0, "schedule": "constant", "warmup": 0}
 LAST_EPOCH = {"patience": 0, "best_epoch": False, "progress": True, "compile": True}
+NO_SIZE_RULES = {"updates": None, "min_validation": 0}  # the epochs and batch size as given
 ORIGINAL = {
     "autoencoder": (
         {"epochs": 200, "batch_size": 32, "lr": 0.01, "momentum": 0.85, "clip": None},
@@ -31,11 +32,17 @@ ORIGINAL = {
     ),
     "language-model": (
         {"epochs": 50, "batch_size": 200, "lr": 0.15, "momentum": 0.85, "clip": None},
-        {"configs": ((32, 256), (16, 128), (8, 64))},
+        {"configs": ((32, 256), (16, 128), (8, 64)), "dropout": 0.0},
     ),
     "activity": (
         {"epochs": 50, "batch_size": 32, "lr": 0.1, "momentum": 0.85, "clip": 5.0},
-        {"cell": "all", "recurrent_size": 128, "init": "xavier", "standardize": False},
+        {
+            "cell": "all",
+            "recurrent_size": 128,
+            "init": "xavier",
+            "standardize": False,
+            "rnn_lr": None,
+        },
     ),
 }
 
@@ -45,7 +52,7 @@ def test_recipe_original_sets_every_value_of_the_original_experiment(experiment)
     training, options = ORIGINAL[experiment]
     args = build_parser().parse_args([experiment, "--recipe", "original", "--out", "unused"])
     settings = _settings(EXPERIMENTS[experiment], args)
-    assert vars(settings.training) == {**training, **SGD, **LAST_EPOCH}
+    assert vars(settings.training) == {**training, **SGD, **LAST_EPOCH, **NO_SIZE_RULES}
     chosen = vars(settings.options)
     assert {key: chosen[key] for key in options} == options
     if experiment == "activity":
@@ -153,68 +160,16 @@ def test_standardisation_statistics_come_from_the_training_split_only(tmp_path, 
 
 
 def test_the_report_says_when_the_validation_split_is_small(tmp_path, small_activity):
+    """15 validation series: too few to choose an epoch on, so the modern recipe's size
+    rule keeps the last epoch and stops nothing early, and the report says why."""
     _, metrics = _standardised_run(small_activity, tmp_path)
     report = (tmp_path / "report.md").read_text()
     assert "**Only 15 validation series**" in report and "--validation-fraction" in report
     assert metrics["recipe"]["name"] == "modern"
     assert "`--recipe modern --epochs 3 " in report
-    for part in ("--optimizer adam", "--init orthogonal", "--standardize", "--best-epoch"):
+    for part in ("--optimizer adam", "--init orthogonal", "--standardize", "--no-best-epoch"):
         assert part in report and part in metrics["recipe"]["description"], part
+    assert "15 validation samples, fewer than 50" in report
     (cell,) = metrics["cells"]
-    losses = cell["validation_loss_per_epoch"]
-    assert cell["selected_epoch"] == int(np.argmin(losses)) + 1
-    assert cell["validation_loss"] == min(losses)
-
-
-# --- best-epoch selection and patience, in `fit` itself -------------------------------------
-
-
-def _scripted_fit(validation_losses, best_epoch, patience=0, epochs=None):
-    """A tiny autoencoder trained with `fit`, its validation losses the given ones:
-    (history, the parameters after each epoch, the parameters it ends with)."""
-    nn.seed(0)
-    model = SparseAutoencoder(8, 3)
-    x = tg.Tensor(np.random.default_rng(1).uniform(0.1, 0.9, (40, 8)).astype(np.float32))
-    snapshots = []
-
-    def validation_loss():
-        snapshots.append(model.state_dict())
-        return validation_losses[len(snapshots) - 1]
-
-    config = TrainingConfig(
-        epochs=epochs or len(validation_losses), batch_size=16, lr=0.05, momentum=0.5,
-        optimizer="adam", schedule="cosine", patience=patience, best_epoch=best_epoch,
-        progress=False,
-    )  # fmt: skip
-    history = fit(
-        model,
-        lambda indices, key: model.loss(x[indices], 1e-4, 0.5, 0.1),
-        40,
-        config,
-        np.random.default_rng(0),
-        "scripted",
-        validation_loss,
-    )
-    return history, snapshots, model.state_dict()
-
-
-def _same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-
-
-def test_best_epoch_selection_returns_the_parameters_of_that_epoch():
-    history, snapshots, final = _scripted_fit([3.0, 1.0, 2.0, 1.0, 1.5], best_epoch=True)
-    assert len(snapshots) == 5 and not history.stopped_early
-    assert _same(final, snapshots[1]), "the first of the tied lowest losses is epoch 2"
-    assert not _same(final, snapshots[3]) and not _same(final, snapshots[4])
-    _, snapshots, final = _scripted_fit([3.0, 1.0, 2.0, 1.0, 1.5], best_epoch=False)
-    assert _same(final, snapshots[4])
-
-
-def test_patience_stops_after_that_many_epochs_without_a_lower_validation_loss():
-    losses = [3.0, 2.0, 2.5, 2.0, 1.9, 2.2, 2.3, 2.4, 0.1, 0.1]
-    history, snapshots, final = _scripted_fit(losses, best_epoch=True, patience=3)
-    assert len(history.train_loss) == 8 and history.stopped_early  # epochs 6, 7, 8 no lower
-    assert _same(final, snapshots[4])
-    history, _, _ = _scripted_fit(losses, best_epoch=True, patience=0)
-    assert len(history.train_loss) == 10 and not history.stopped_early
+    assert cell["selected_epoch"] == cell["epochs_run"] == 3
+    assert cell["validation_loss"] == cell["validation_loss_per_epoch"][-1]
