@@ -42,8 +42,8 @@ class Options:
     validation_fraction: float = option(
         0.1, "of the training series held out for validation", parse=open_unit_interval
     )
-    rnn_lr: float | None = option(
-        None, "the vanilla RNN's learning rate; none: --lr", parse=positive, in_dtype=True,
+    rnn_lr_scale: float = option(
+        1.0, "the vanilla RNN's learning rate, as a multiple of --lr", parse=positive,
     )  # fmt: skip
 
 
@@ -99,8 +99,9 @@ def _train(settings: Settings, cell: str, data: ActivityData, splits: dict, tens
         return evaluate(model.logits, tensors[split][0], splits[split][1], 256)
 
     x, y = tensors["train"]
-    if cell == "rnn" and o.rnn_lr is not None:
-        settings = replace(settings, training=replace(settings.training, lr=o.rnn_lr))
+    if cell == "rnn" and o.rnn_lr_scale != 1:
+        lr = settings.training.lr * o.rnn_lr_scale
+        settings = replace(settings, training=replace(settings.training, lr=lr))
     identity = {"data": fingerprint(*splits["train"], *splits["validation"]), "cell": cell}
     identity.update(recurrent_size=o.recurrent_size, init=o.init, standardize=o.standardize)
     history = train(
@@ -213,7 +214,7 @@ MODERN = TrainingConfig(
     warmup=2, patience=10, best_epoch=True, min_validation=MIN_VALIDATION,
 )  # fmt: skip
 RECIPES = {
-    "modern": (MODERN, Options(rnn_lr=3e-4)),
+    "modern": (MODERN, Options(rnn_lr_scale=0.3)),
     "original": (ORIGINAL, Options(init="xavier", standardize=False)),
 }
 EXPERIMENT = Experiment("activity", "data3.h5", __doc__, Options, RECIPES, run, report, summary)

@@ -173,3 +173,57 @@ def test_the_report_says_when_the_validation_split_is_small(tmp_path, small_acti
     (cell,) = metrics["cells"]
     assert cell["selected_epoch"] == cell["epochs_run"] == 3
     assert cell["validation_loss"] == cell["validation_loss_per_epoch"][-1]
+
+
+# --- best-epoch selection and patience, in `fit` itself -------------------------------------
+
+
+def _scripted_fit(validation_losses, best_epoch, patience=0, epochs=None):
+    """A tiny autoencoder trained with `fit`, its validation losses the given ones:
+    (history, the parameters after each epoch, the parameters it ends with)."""
+    nn.seed(0)
+    model = SparseAutoencoder(8, 3)
+    x = tg.Tensor(np.random.default_rng(1).uniform(0.1, 0.9, (40, 8)).astype(np.float32))
+    snapshots = []
+
+    def validation_loss():
+        snapshots.append(model.state_dict())
+        return validation_losses[len(snapshots) - 1]
+
+    config = TrainingConfig(
+        epochs=epochs or len(validation_losses), batch_size=16, lr=0.05, momentum=0.5,
+        optimizer="adam", schedule="cosine", patience=patience, best_epoch=best_epoch,
+        progress=False,
+    )  # fmt: skip
+    history = fit(
+        model,
+        lambda indices, key: model.loss(x[indices], 1e-4, 0.5, 0.1),
+        40,
+        config,
+        np.random.default_rng(0),
+        "scripted",
+        validation_loss,
+    )
+    return history, snapshots, model.state_dict()
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_best_epoch_selection_returns_the_parameters_of_that_epoch():
+    history, snapshots, final = _scripted_fit([3.0, 1.0, 2.0, 1.0, 1.5], best_epoch=True)
+    assert len(snapshots) == 5 and not history.stopped_early
+    assert _same(final, snapshots[1]), "the first of the tied lowest losses is epoch 2"
+    assert not _same(final, snapshots[3]) and not _same(final, snapshots[4])
+    _, snapshots, final = _scripted_fit([3.0, 1.0, 2.0, 1.0, 1.5], best_epoch=False)
+    assert _same(final, snapshots[4])
+
+
+def test_patience_stops_after_that_many_epochs_without_a_lower_validation_loss():
+    losses = [3.0, 2.0, 2.5, 2.0, 1.9, 2.2, 2.3, 2.4, 0.1, 0.1]
+    history, snapshots, final = _scripted_fit(losses, best_epoch=True, patience=3)
+    assert len(history.train_loss) == 8 and history.stopped_early  # epochs 6, 7, 8 no lower
+    assert _same(final, snapshots[4])
+    history, _, _ = _scripted_fit(losses, best_epoch=True, patience=0)
+    assert len(history.train_loss) == 10 and not history.stopped_early
