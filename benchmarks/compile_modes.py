@@ -3,7 +3,7 @@
     python -m benchmarks.compile_modes [--device cuda] [--dtype float32] [--model lstm] [--hand]
 
 For each model: the eager step, then compiled steps that add one optimisation at a
-time (`tinygrad_ee.program.Options`), all timed in turns (`measure_interleaved`),
+time (`tinygrad_ee.compiler.passes.Options`), all timed in turns (`measure_interleaved`),
 median ms and speedup over eager. On CUDA the last two settings add fused elementwise
 kernels and CUDA graphs; their rows also say whether the graphs ran. ``--hand`` (CPU)
 times the hand-derived NumPy step in the same turns, as one more row.
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from threadpoolctl import threadpool_limits
 
 import tinygrad_ee as tg
-from tinygrad_ee.program import Options
+from tinygrad_ee.compiler.passes import Options
 
 from . import models
 from .timing import Plan, measure_interleaved, synchronizer
@@ -28,7 +28,7 @@ OFF = {field.name: False for field in dataclasses.fields(Options)}
 # Each setting switches on one more optimisation than the one before.
 SETTINGS = {
     "replayed, no optimisation": {},
-    "+ duplicates merged, constants folded": {"merge_duplicates": True, "fold_constants": True},
+    "+ constants folded": {"fold_constants": True},
     "+ dead code removed": {"dead_code": True},
     "+ stacked weight gradients": {"stack_products": True},
     "+ buffers reused (out=)": {"reuse_buffers": True},

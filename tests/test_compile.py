@@ -21,9 +21,9 @@ from tinygrad_ee.models import FourGramLanguageModel, SequenceClassifier, Sparse
 import tinygrad_ee as tg
 from tinygrad_ee import REGISTRY, nn, optim
 from tinygrad_ee.backend import _BACKENDS, NumpyBackend
-from tinygrad_ee.program import Options
+from tinygrad_ee.compiler.ir import setitem
+from tinygrad_ee.compiler.passes import Options
 from tinygrad_ee.strategies import arrays, op_cases
-from tinygrad_ee.tracing import setitem
 
 MODELS = ["autoencoder", "language_model", "rnn", "lstm", "gru"]
 RECURRENT = {"rnn", "lstm", "gru"}

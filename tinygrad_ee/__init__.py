@@ -10,7 +10,8 @@ array([[2., 4.]], dtype=float32)
 from . import ops
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled
 from .backend import Backend, DeviceError, get_backend
-from .compiler import compile
+from .compiler.hooks import TraceError
+from .compiler.step import compile
 from .gradcheck import GradcheckError, gradcheck
 from .nn import bernoulli_kl, cross_entropy  # the checked, user-facing versions
 from .ops import (
@@ -58,7 +59,6 @@ from .ops import (
     where,
 )
 from .tensor import Tensor, is_grad_enabled, no_grad, ones, zeros
-from .tracing import TraceError
 
 __all__ = [
     "AnomalyError",

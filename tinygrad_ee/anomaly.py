@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np  # host copies of arrays that failed a check, for the message
 
 from .backend import describe_arrays, host_copy
-from .tracing import require, user_site
+from .compiler.hooks import require, user_site
 
 enabled = False  # read by tensor.apply on every op; only detect_anomaly() sets it
 

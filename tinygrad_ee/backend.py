@@ -17,17 +17,17 @@ Device strings:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib
 import math
-import operator
 import os
 import types
 import weakref
 from typing import Any
 
 import numpy as np
+
+from .compiler.lowering import CupyLowering, Lowering, NumpyLowering
 
 Array = Any  # an array of whichever library the backend drives
 
@@ -86,18 +86,18 @@ def host_copy(array: Any) -> np.ndarray:
     return np.from_dlpack(array).copy()
 
 
-class Backend:
+class Backend(Lowering):
     """One array library on one device.
 
     Subclasses set ``xp`` (an Array API namespace) and ``device`` (the device
-    string users pass), and may override the non-standard helpers below.
+    string users pass), and may override the non-standard helpers below. What a
+    compiled step may do with the library's calls is the backend's lowering, mixed in
+    from compiler/lowering.py. While a step is traced, the tracer replaces ``xp`` and a
+    few methods on the instance with recording ones (compiler/trace.py, `tracing`).
     """
 
     xp: Any
     device: str
-    # Methods written with the library itself rather than ``xp``: a compiled step
-    # records each call as one instruction (tracing.py).
-    RECORDED_METHODS: tuple[str, ...] = ("scatter_add", "transpose_copy")
 
     def __init__(self) -> None:
         self._rng = np.random.default_rng(0)
@@ -166,84 +166,6 @@ class Backend:
         """Called as a backward pass starts and ends: drop what `transposed_operand` kept
         (the arrays may change between passes)."""
 
-    # --- compiled steps: what a replay may do with each recorded function --------
-    # Functions whose result never shares memory with their arguments; any other may
-    # return a view, so its arguments' buffers must outlive its result.
-    FRESH = (
-        "add subtract multiply divide negative positive power exp log log1p expm1 sqrt "
-        "tanh abs sign maximum minimum greater greater_equal less less_equal equal "
-        "not_equal bitwise_and bitwise_or logical_not isfinite isnan isinf where "
-        "matmul sum max min mean prod all any argmax concat stack take take_along_axis "
-        "zeros ones empty full zeros_like ones_like full_like arange clip square"
-    ).split()
-
-    @functools.cached_property
-    def fresh_functions(self) -> frozenset:
-        functions = {getattr(self.xp, name, None) for name in self.FRESH}
-        functions |= set(_ARITHMETIC) | {_setitem(), self.transpose_copy}
-        return frozenset(f for f in functions if f is not None)
-
-    supports_out = False  # whether a replay may write results into given arrays
-    # A compiled step's elementwise chains: fuse(python_function) -> one kernel doing
-    # the same (None: not fused); fusable(fn): whether fn may be part of such a chain.
-    fuse: Any = None
-
-    def fusable(self, fn: Any) -> bool:
-        return False
-
-    def graphs(self) -> Any:
-        """Device graphs for one compiled program (captured.py), or None: ``recording()``
-        (a context for warming up and capturing), ``capture(run, env)`` (a graph of
-        the work ``run()`` queues; ``env``: the arrays it reads and writes, by name) and
-        the graph's ``launch()``."""
-        return None
-
-    def capturable(self, fn: Any) -> bool:
-        """Whether a call of ``fn`` can be captured into a device graph."""
-        return True
-
-    def is_add(self, fn: Any) -> bool:
-        return fn is operator.add or fn is getattr(self.xp, "add", None)
-
-    def copy(self, array: Array) -> Array:
-        return self.xp.asarray(array, copy=True)
-
-    def with_out(self, fn: Any) -> Any:
-        """``fn`` as a function that takes ``out=`` (the array to write the result
-        into), or None: then a replay lets ``fn`` allocate its result."""
-        return None
-
-    def can_alias(self, fn: Any) -> bool:
-        """Whether ``out`` may be one of ``fn``'s arguments (elementwise functions)."""
-        return False
-
-    def typed_number(self, fn: Any, number: Any, dtype: Any) -> Any:
-        """``number`` (a Python int or float that ``fn``, an elementwise function, takes
-        with arrays of ``dtype``) as the constant ``fn`` computes with, if passing that
-        constant instead is faster and gives the same result; or None."""
-        return None
-
-    def cast_result(self, fn: Any, result_dtype: Any, dtype: Any) -> Any:
-        """``astype(fn(*args), dtype)`` as one function, for an ``fn`` whose result has
-        ``result_dtype``, whose `with_out` writes the result straight into an array of
-        ``dtype`` (converted as ``astype`` converts it); or None."""
-        return None
-
-    def empty(self, shape: tuple[int, ...], dtype: Any) -> Array:
-        return self.xp.empty(shape, dtype=dtype)
-
-    def copy_into(self, target: Array, source: Array) -> None:
-        target[...] = source
-
-    def writable(self, array: Array) -> bool:
-        """Whether a compiled step may update ``array`` in place: an array of its own
-        (not a view, not read-only, contiguous)."""
-        return False
-
-    def transpose_copy(self, matrix: Array) -> Array:
-        """A contiguous copy of ``matrix`` with its last two axes swapped."""
-        return self.xp.asarray(self.xp.matrix_transpose(matrix), copy=True)
-
     # --- random numbers ----------------------------------------------------
     # Drawn on the host with NumPy's PCG64 and then copied, so that a seed gives
     # the same numbers on every device; only initialisation draws random numbers.
@@ -277,32 +199,6 @@ class Backend:
         one_hot = xp.astype(rows[:, None] == indices[None, :], values.dtype)
         flat = xp.reshape(values, (values.shape[0], -1))
         return xp.reshape(one_hot @ flat, shape)
-
-
-_ARITHMETIC = {
-    operator.add: "add",
-    operator.sub: "subtract",
-    operator.mul: "multiply",
-    operator.truediv: "divide",
-    operator.neg: "negative",
-    operator.pos: "positive",
-    operator.abs: "abs",
-    operator.lt: "less",
-    operator.le: "less_equal",
-    operator.gt: "greater",
-    operator.ge: "greater_equal",
-    operator.eq: "equal",
-    operator.ne: "not_equal",
-    operator.and_: "bitwise_and",
-    operator.or_: "bitwise_or",
-}
-"""Python operators recorded in a trace, and the library function each one is."""
-
-
-def _setitem() -> Any:
-    from .tracing import setitem
-
-    return setitem
 
 
 def _numpy_namespace() -> Any:
@@ -348,12 +244,11 @@ def _numpy_namespace() -> Any:
     return types.SimpleNamespace(**names)
 
 
-class NumpyBackend(Backend):
+class NumpyBackend(NumpyLowering, Backend):
     """NumPy (its main namespace follows the Array API standard since 2.0)."""
 
     xp = _numpy_namespace()
     device = "cpu"
-    supports_out = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -378,52 +273,9 @@ class NumpyBackend(Backend):
             self._transposes[id(matrix)] = (weakref.ref(matrix), None)
             return self.xp.matrix_transpose(matrix)
         if seen[1] is None:
-            seen = (seen[0], self.transpose_copy(matrix))
+            seen = (seen[0], self.xp.ascontiguousarray(self.xp.matrix_transpose(matrix)))
             self._transposes[id(matrix)] = seen
         return seen[1]
-
-    def transpose_copy(self, matrix):
-        return np.ascontiguousarray(matrix.swapaxes(-1, -2))
-
-    def writable(self, array):
-        return _own_contiguous(array)
-
-    def with_out(self, fn):
-        if isinstance(fn, _CastResult):
-            return fn.ufunc
-        return _with_out(self, np, fn, reduce=True)
-
-    def can_alias(self, fn):
-        return _elementwise(np, fn)
-
-    def typed_number(self, fn, number, dtype):
-        # A ufunc converts a Python number to the floating dtype of its array operands
-        # (NEP 50) at every call; a 0-d array of that dtype, made once, is the same
-        # value and saves the conversion (about 0.3 us per call on small arrays).
-        dtype = np.dtype(dtype)
-        if isinstance(fn, _CastResult):
-            fn = fn.fn
-        if dtype.kind != "f" or not _elementwise(np, fn) or fn is _setitem():
-            return None
-        if type(number) is int and abs(number) > 2**53:
-            return None
-        with np.errstate(all="ignore"):
-            typed = np.asarray(number, dtype=dtype)
-        if math.isfinite(number) and not np.isfinite(typed):
-            return None
-        if type(number) is int and int(typed) != number:  # not exact: leave it to the ufunc
-            return None
-        return typed
-
-    def cast_result(self, fn, result_dtype, dtype):
-        # A ufunc writing its boolean result into an array of another dtype converts it
-        # as astype does (False, True -> 0, 1), without the boolean array in between.
-        ufunc = _with_out(self, np, fn, reduce=False)
-        if np.dtype(result_dtype) != np.bool_ or not isinstance(ufunc, np.ufunc):
-            return None
-        if not _elementwise(np, fn) or np.dtype(dtype) == np.bool_:
-            return None
-        return _CastResult(fn, ufunc, np.dtype(dtype))
 
     def clear_backward_cache(self) -> None:
         self._transposes.clear()
@@ -435,57 +287,6 @@ class NumpyBackend(Backend):
         positions = (indices[:, None] * width + np.arange(width)[None, :]).reshape(-1)
         sums = np.bincount(positions, weights=values.reshape(-1), minlength=shape[0] * width)
         return sums.reshape(shape).astype(values.dtype, copy=False)
-
-
-class _CastResult:
-    """``astype(fn(*args), dtype)``; with ``out=`` (an array of ``dtype``), the replay
-    calls ``ufunc`` (``fn``'s ufunc) instead, which writes the converted result there."""
-
-    def __init__(self, fn: Any, ufunc: Any, dtype: Any) -> None:
-        self.fn, self.ufunc, self.dtype = fn, ufunc, dtype
-
-    def __call__(self, *args: Any) -> Any:
-        return np.astype(self.fn(*args), self.dtype)
-
-
-def _with_out(backend: Backend, library: Any, fn: Any, reduce: bool) -> Any:
-    """NumPy's or CuPy's function taking ``out=`` for a recorded ``fn``, or None.
-    ``reduce``: the namespace's sum and max are wrappers, run as ufunc reductions."""
-    name = _ARITHMETIC.get(fn)
-    if name is not None:
-        return getattr(library, name)
-    if isinstance(fn, library.ufunc) or fn is _setitem():
-        return fn
-    xp = backend.xp
-    for name, ufunc in (("sum", library.add), ("max", library.maximum)):
-        if fn is getattr(xp, name):
-            if not reduce:
-                return fn
-            return lambda x, axis=None, keepdims=False, out=None, u=ufunc: u.reduce(
-                x, axis=axis, keepdims=keepdims, out=out
-            )
-    if fn is xp.concat:  # NumPy's and CuPy's concatenate take out=; the standard's may not
-        return library.concatenate
-    return fn if fn in (xp.stack, xp.matmul) else None
-
-
-def _own_contiguous(array: Any) -> bool:
-    flags = getattr(array, "flags", None)
-    return (
-        flags is not None
-        and getattr(array, "base", None) is None
-        and flags.c_contiguous
-        and getattr(flags, "writeable", True)
-        and not isinstance(array, np.generic)
-    )
-
-
-def _elementwise(library: Any, fn: Any) -> bool:
-    if fn in _ARITHMETIC:
-        return True
-    if isinstance(fn, library.ufunc):
-        return getattr(fn, "signature", None) is None
-    return fn is _setitem()
 
 
 class StrictBackend(Backend):
@@ -532,7 +333,7 @@ def _cupy_namespace(cupy: Any) -> Any:
     return types.SimpleNamespace(**names)
 
 
-class CupyBackend(Backend):
+class CupyBackend(CupyLowering, Backend):
     """CuPy on one CUDA GPU."""
 
     def __init__(self, index: int) -> None:
@@ -566,7 +367,6 @@ class CupyBackend(Backend):
         self._gpu.use()
         self.xp = _cupy_namespace(cupy)
         self.device = f"cuda:{index}"
-        self.supports_out = True
 
     def asarray(self, data, dtype=None, copy=None):
         with self._gpu:  # cupy.asarray has no copy argument; cupy.array copies when asked
@@ -581,41 +381,6 @@ class CupyBackend(Backend):
     def memory_bytes(self):
         return self._gpu.mem_info[1]  # (free, total)
 
-    def transpose_copy(self, matrix):
-        return self._cupy.ascontiguousarray(self._cupy.swapaxes(matrix, -1, -2))
-
-    def copy(self, array):
-        return self._cupy.array(array, copy=True)
-
-    def writable(self, array):
-        return _own_contiguous(array)
-
-    def with_out(self, fn):
-        return _with_out(self, self._cupy, fn, reduce=False)
-
-    def can_alias(self, fn):
-        return _elementwise(self._cupy, fn)
-
-    # Compiled steps: elementwise chains fused into one kernel each (cupy.fuse), and
-    # the replay captured as CUDA graphs. CuPy refuses cuBLAS calls during stream
-    # capture ("calling cuBLAS API during stream capture is currently unsupported",
-    # CuPy 14), so products run between the graphs.
-    def fuse(self, function):
-        return self._cupy.fuse(kernel_name=function.__name__)(function)
-
-    def fusable(self, fn):
-        return (
-            (fn in _ARITHMETIC and fn is not operator.matmul)
-            or (_elementwise(self._cupy, fn) and fn is not _setitem())
-            or fn is self._cupy.where
-        )
-
-    def capturable(self, fn):
-        return fn not in (self._cupy.matmul, operator.matmul, self._cupy.dot)
-
-    def graphs(self):
-        return _CudaGraphs(self._cupy)
-
     def scatter_add(self, shape, indices, values):
         # cupy.add.at runs atomic adds: float32, float64 (and int32/int64, uint32,
         # uint64) are supported; float16 is not.
@@ -623,31 +388,6 @@ class CupyBackend(Backend):
             out = self._cupy.zeros(shape, dtype=values.dtype)
             self._cupy.add.at(out, indices, values)
         return out
-
-
-class _CudaGraphs:
-    """CUDA graphs for one compiled program (see `Backend.graphs`). The program's arrays
-    come from a memory pool of its own while it is warmed up and captured: memory a
-    graph uses is never handed to anyone else."""
-
-    def __init__(self, cupy: Any) -> None:
-        self._cupy = cupy
-        self._pool = cupy.cuda.MemoryPool()
-        self._stream = cupy.cuda.Stream(non_blocking=True)  # capture needs its own stream
-
-    @contextlib.contextmanager
-    def recording(self):
-        with self._cupy.cuda.using_allocator(self._pool.malloc), self._stream:
-            yield
-        self._stream.synchronize()
-
-    def capture(self, run, env):
-        self._stream.begin_capture()
-        try:
-            run()
-        finally:
-            graph = self._stream.end_capture()
-        return graph  # launch() runs it on the current stream
 
 
 _BACKENDS: dict[str, Backend] = {}

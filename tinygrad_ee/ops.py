@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .backend import host_copy
+from .compiler.hooks import require
 from .domains import (
     AWAY_FROM_ZERO,
     BOOL,
@@ -38,7 +39,6 @@ from .domains import (
     Domain,
 )
 from .tensor import Tensor, _device_mismatch, _is_floating, apply, apply_multi, no_grad
-from .tracing import require
 
 Axis = int | tuple[int, ...] | None
 

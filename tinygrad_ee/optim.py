@@ -51,10 +51,10 @@ from typing import Any
 
 import numpy as np  # host copies for state dicts only, never tensor data
 
-from . import tracing
+from .compiler import hooks
+from .compiler.hooks import guard, host_scalar
 from .nn import _host_array, _key_problems
 from .tensor import Tensor
-from .tracing import guard, host_scalar
 
 Array = Any  # an array of the parameters' backend
 
@@ -368,8 +368,8 @@ class Schedule:
 
     def step(self) -> None:
         """Count one step and set ``optimizer.lr = at(count)``."""
-        if tracing.is_tracing():  # it would run once, when traced, never after
-            raise tracing.TraceError(
+        if hooks.is_tracing():  # it would run once, when traced, never after
+            raise hooks.TraceError(
                 f"{type(self).__name__}.step() inside a compiled step: call it between calls"
             )
         self.count += 1

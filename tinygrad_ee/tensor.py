@@ -229,6 +229,25 @@ class Tensor:
     # Operators and methods (``+``, ``@``, ``.sum()``, ...) are attached in ops.py.
 
 
+# --- how a compiled step sees tensors -------------------------------------------------------
+# A trace (compiler/trace.py) must see every read and write of .data and .grad, from any
+# code, at no cost to eager code (a property would cost each read a Python call). So
+# for the length of a trace, and only then, `watched` puts its descriptors in the place
+# of these two slots on the class; DATA and GRAD, the slots' own, reach the fields.
+DATA, GRAD = Tensor.__dict__["data"], Tensor.__dict__["grad"]
+
+
+@contextlib.contextmanager
+def watched(data: Any, grad: Any) -> Iterator[None]:
+    """Within the block, ``tensor.data`` and ``tensor.grad`` of every tensor go through
+    the descriptors ``data`` and ``grad`` (objects with ``__get__`` and ``__set__``)."""
+    Tensor.data, Tensor.grad = data, grad
+    try:
+        yield
+    finally:
+        Tensor.data, Tensor.grad = DATA, GRAD
+
+
 def zeros(
     shape: int | tuple[int, ...], device: str | Backend = "cpu", dtype: Any = "float32"
 ) -> Tensor:

@@ -44,9 +44,9 @@ import numpy as np  # host copies: drawn values, comparisons
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from . import compiler
 from .anomaly import AnomalyError, detect_anomaly
 from .backend import DeviceError, dtype_name, get_backend
+from .compiler.step import compile as compile_step
 from .domains import Domain
 from .gradcheck import GradcheckError, gradcheck
 from .ops import OpSpec
@@ -262,7 +262,7 @@ def check_compiled(case: Case, fresh: Case, device: str) -> None:
         _backward(outputs, args[len(case.arrays) :])
         return outputs + [x.grad for x in inputs if x.requires_grad]
 
-    compiled = compiler.compile(step)
+    compiled = compile_step(step)
     for call, values in (("traced call", case), ("replay", fresh)):
         with _failing(values, device, f"the compiled step ({call})"):
             got = compiled(*values.tensors(device), *cotangents)

@@ -1,0 +1,1 @@
+"""The compiler behind ``tg.compile`` (see docs/design.md, "Compiled steps")."""
