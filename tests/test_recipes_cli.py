@@ -41,7 +41,7 @@ ORIGINAL = {
             "recurrent_size": 128,
             "init": "xavier",
             "standardize": False,
-            "rnn_lr": None,
+            "rnn_lr_scale": 1.0,
         },
     ),
 }
