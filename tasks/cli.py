@@ -156,6 +156,8 @@ def _settings(e: Experiment, args: argparse.Namespace) -> Settings:
     training = replace(training, **chosen)
     if "updates" in chosen and "epochs" not in chosen:
         training.epochs = None  # the length in updates, as asked, not the recipe's epochs
+    if set(TrainingConfig.VALIDATED) & set(chosen) and "min_validation" not in chosen:
+        training.min_validation = 0  # selection as asked, however small the split
     if args.quick and "epochs" not in args:
         training.epochs = QUICK_EPOCHS
     if {"warmup", "epochs"} & set(chosen) and (problem := training.warmup_problem()):

@@ -127,3 +127,11 @@ def test_a_run_under_the_rules_resumes_bit_for_bit(tmp_path):
     assert "resuming from" in resumed.stderr
     assert_identical(out, baseline, "activity_gru.npz")
     assert losses(out) == losses(baseline)
+
+
+def test_patience_or_best_epoch_given_on_the_command_line_is_applied(tmp_path):
+    data = small_activity_file(tmp_path / "small.h5")
+    result = run_cli(*COMMAND, "--data", data, "--patience", "3", "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    chosen = configuration(tmp_path / "r")
+    assert (chosen["patience"], chosen["best_epoch"], chosen["min_validation"]) == (3, True, 0)
