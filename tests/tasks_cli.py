@@ -109,3 +109,17 @@ def losses(out: Path) -> list:
     metrics = json.loads((out / "metrics.json").read_text())
     runs = metrics.get("cells") or metrics.get("configurations") or [metrics]
     return [(run.get("train_loss_per_epoch"), run.get("validation_loss_per_epoch")) for run in runs]
+
+
+def assert_resumes_bit_for_bit(command: list[str], folder: Path, point: str, model: str) -> None:
+    """``command`` run whole, and run again killed (SIGKILL) at ``point`` (`killed_at`) and
+    resumed: the same ``model`` file and per-epoch losses, bit for bit."""
+    baseline, out = folder / "baseline", folder / "out"
+    assert run_cli(*command, "--out", str(baseline)).returncode == 0
+    killed = run_cli(*command, "--out", str(out), program=killed_at(point))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    resumed = run_cli(*command, "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr
+    assert_identical(out, baseline, model)
+    assert losses(out) == losses(baseline)

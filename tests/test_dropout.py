@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 
 import numpy as np
 import pytest
-from tasks_cli import assert_identical, killed_at, losses, run_cli
+from tasks_cli import assert_resumes_bit_for_bit, losses, run_cli
 from tinygrad_ee.models import FourGramLanguageModel
 from tinygrad_ee.tasks.language_model import dropout_for, parameter_count, weight_decay_for
 
@@ -127,14 +126,7 @@ def test_the_language_model_reports_the_capacity_it_chose(tmp_path):
 def test_a_language_model_run_with_dropout_resumes_bit_for_bit(tmp_path):
     command = ["language-model", "--quick", "--epochs", "3", "--config", "8,16", "--no-progress"]
     command += ["--dropout", "0.5", "--seed", "1"]
-    baseline, out = tmp_path / "baseline", tmp_path / "out"
-    assert run_cli(*command, "--out", str(baseline)).returncode == 0
-    killed = run_cli(*command, "--out", str(out), program=killed_at("2:7"))
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    resumed = run_cli(*command, "--out", str(out), "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert_identical(out, baseline, "language_model_D8_P16.npz")
-    assert losses(out) == losses(baseline)
+    assert_resumes_bit_for_bit(command, tmp_path, "2:7", "language_model_D8_P16.npz")
     without = tmp_path / "without"
     assert run_cli(*command, "--dropout", "0", "--out", str(without)).returncode == 0
-    assert losses(without) != losses(baseline)  # the dropout did something
+    assert losses(without) != losses(tmp_path / "baseline")  # the dropout did something

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 
 import h5py
 import numpy as np
 import pytest
-from tasks_cli import assert_identical, killed_at, losses, run_cli
+from tasks_cli import assert_resumes_bit_for_bit, run_cli
 from tinygrad_ee.tasks import activity
 from tinygrad_ee.tasks.training import TrainingConfig
 
@@ -118,15 +117,7 @@ def test_each_rule_gives_way_to_its_option(tmp_path):
 def test_a_run_under_the_rules_resumes_bit_for_bit(tmp_path):
     data = small_activity_file(tmp_path / "small.h5")
     command = [*COMMAND, "--data", data]
-    baseline, out = tmp_path / "baseline", tmp_path / "out"
-    assert run_cli(*command, "--out", str(baseline)).returncode == 0
-    killed = run_cli(*command, "--out", str(out), program=killed_at("6:2"))
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    resumed = run_cli(*command, "--out", str(out), "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from" in resumed.stderr
-    assert_identical(out, baseline, "activity_gru.npz")
-    assert losses(out) == losses(baseline)
+    assert_resumes_bit_for_bit(command, tmp_path, "6:2", "activity_gru.npz")
 
 
 def test_patience_or_best_epoch_given_on_the_command_line_is_applied(tmp_path):
