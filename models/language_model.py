@@ -1,7 +1,8 @@
 """4-gram word-embedding language model (experiment 2).
 
 Three context words -> one shared embedding (a plain lookup) -> the three vectors
-concatenated (3D) -> P sigmoid units -> a softmax over the vocabulary.
+concatenated (3D) -> P sigmoid units (dropout while training, if asked) -> a softmax
+over the vocabulary.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from tinygrad_ee import Tensor, nn, no_grad
+from tinygrad_ee import Tensor, dropout, nn, no_grad
 
 
 class FourGramLanguageModel(nn.Module):
@@ -27,15 +28,21 @@ class FourGramLanguageModel(nn.Module):
         context_size: int = 3,
         device: str = "cpu",
         dtype: str = "float32",
+        dropout: float = 0.0,
     ) -> None:
-        self.context_size = context_size
+        if not 0 <= dropout < 1:
+            raise ValueError(f"language model: dropout must lie in [0, 1), got {dropout!r}")
+        self.context_size, self.dropout = context_size, dropout
         common = {"init": "normal", "std": 0.01, "device": device, "dtype": dtype}
         self.embedding = nn.Embedding(vocab_size, embedding_dim, **common)
         self.hidden = nn.Linear(context_size * embedding_dim, hidden_size, **common)
         self.output = nn.Linear(hidden_size, vocab_size, **common)
 
-    def logits(self, context: Tensor) -> Tensor:
-        """context (N, 3) integer word indices -> next-word logits (N, vocab_size)."""
+    def logits(self, context: Tensor, key: Tensor | None = None) -> Tensor:
+        """context (N, 3) integer word indices -> next-word logits (N, vocab_size).
+
+        With a ``key`` (one integer; training) and ``dropout`` > 0, each hidden unit is
+        dropped with probability ``dropout`` (`tinygrad_ee.dropout`); without one, none."""
         if context.ndim != 2 or context.shape[1] != self.context_size:
             raise ValueError(
                 f"language model: context must have shape (N, {self.context_size}), "
@@ -44,15 +51,18 @@ class FourGramLanguageModel(nn.Module):
         n = context.shape[0]
         vectors = self.embedding(context)  # (N, 3, D)
         joined = vectors.reshape(n, -1)  # the three vectors side by side: (N, 3D)
-        return self.output(self.hidden(joined).sigmoid())
+        hidden = self.hidden(joined).sigmoid()  # (N, P)
+        if key is not None and self.dropout:
+            hidden = dropout(hidden, key, p=self.dropout)
+        return self.output(hidden)
 
     def log_probs(self, context: Tensor) -> Tensor:
         """(N, 3) -> log P(next word | context), (N, vocab_size)."""
         return self.logits(context).log_softmax(axis=1)
 
-    def loss(self, context: Tensor, targets: Tensor) -> Tensor:
-        """Mean cross-entropy of targets (N,) given context (N, 3)."""
-        return nn.cross_entropy(self.logits(context), targets)
+    def loss(self, context: Tensor, targets: Tensor, key: Tensor | None = None) -> Tensor:
+        """Mean cross-entropy of targets (N,) given context (N, 3) (``key``: `logits`)."""
+        return nn.cross_entropy(self.logits(context, key), targets)
 
     def top_k(self, context: Tensor, k: int = 10):
         """The k most probable next words, most probable first.

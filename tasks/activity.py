@@ -7,7 +7,7 @@ train and test confusion matrices with class names, and a comparison table.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from tinygrad_ee.models import CELLS, SequenceClassifier
@@ -21,11 +21,11 @@ from .data.checks import problem
 from .data.preprocessing import quick_subset, split_validation
 from .experiment import Experiment, Settings
 from .files import save_model
-from .options import open_unit_interval, option, positive_int
+from .options import open_unit_interval, option, positive, positive_int
 from .shared import check_fits, evaluate, fingerprint, make_model, train, training_figures
 from .training import TrainingConfig
 
-FEW_VALIDATION = 50  # series: fewer make the validation loss a noisy guide
+MIN_VALIDATION = 50  # series: fewer make the validation loss a noisy guide
 
 
 @dataclass
@@ -42,6 +42,9 @@ class Options:
     validation_fraction: float = option(
         0.1, "of the training series held out for validation", parse=open_unit_interval
     )
+    rnn_lr_scale: float = option(
+        1.0, "the vanilla RNN's learning rate, as a multiple of --lr", parse=positive,
+    )  # fmt: skip
 
 
 def _splits(settings: Settings) -> tuple[ActivityData, dict[str, tuple[np.ndarray, np.ndarray]]]:
@@ -96,12 +99,15 @@ def _train(settings: Settings, cell: str, data: ActivityData, splits: dict, tens
         return evaluate(model.logits, tensors[split][0], splits[split][1], 256)
 
     x, y = tensors["train"]
+    if cell == "rnn" and o.rnn_lr_scale != 1:
+        lr = settings.training.lr * o.rnn_lr_scale
+        settings = replace(settings, training=replace(settings.training, lr=lr))
     identity = {"data": fingerprint(*splits["train"], *splits["validation"]), "cell": cell}
     identity.update(recurrent_size=o.recurrent_size, init=o.init, standardize=o.standardize)
     history = train(
         settings,
         model,
-        lambda idx: model.loss(x[idx], y[idx]),
+        lambda idx, key: model.loss(x[idx], y[idx]),
         x.shape[0],
         f"activity_{cell}",
         f"activity {cell}",
@@ -131,6 +137,8 @@ def _cell(settings: Settings, cell: str, data: ActivityData, splits: dict, tenso
 def run(settings: Settings) -> dict:
     """Train, evaluate and plot; returns the figures of metrics.json."""
     data, splits = _splits(settings)
+    counts = (len(splits[name][1]) for name in ("train", "validation"))
+    settings.training, rules = settings.training.for_data(*counts)
     cells = list(CELLS) if settings.options.cell == "all" else [settings.options.cell]
     _check_sizes(settings, cells, splits["train"][0])
     device, dtype = settings.device, settings.dtype
@@ -148,6 +156,7 @@ def run(settings: Settings) -> dict:
         "steps": int(data.train_x.shape[1]),
         "channels": int(data.train_x.shape[2]),
         "clip": settings.training.clip,
+        "rules": rules,
         "cells": results,
         "figures": ["validation_loss.png"]
         + [f"confusion_{r['cell']}_{split}.png" for r in results for split in ("train", "test")],
@@ -170,10 +179,10 @@ def report(metrics: dict) -> str:
         "| test accuracy | seconds per epoch |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    if samples["validation"] < FEW_VALIDATION:
+    if samples["validation"] < MIN_VALIDATION:
         lines[4:4] = [
-            f"**Only {samples['validation']} validation series**: the selected epoch and "
-            "early stopping rest on them (`--validation-fraction` sets the split).",
+            f"**Only {samples['validation']} validation series**: too few to choose an epoch "
+            "or stop on (`--validation-fraction` sets the split; see the recipe below).",
             "",
         ]
     for r in metrics["cells"]:
@@ -197,14 +206,15 @@ def summary(metrics: dict) -> str:
     return "activity " + ", ".join(parts) + f" ({metrics['seconds']:.0f} s)"
 
 
-# clip: vanilla RNNs explode without it on this task. The modern recipe: docs/results.md.
+# clip: vanilla RNNs explode without it on this task. The modern recipe's length, batch
+# size and selection follow the data's size (TrainingConfig.for_data; docs/results.md).
 ORIGINAL = TrainingConfig(epochs=50, batch_size=32, lr=0.1, momentum=0.85, clip=5.0)
 MODERN = TrainingConfig(
-    epochs=30, batch_size=32, lr=1e-3, momentum=0.85, clip=1.0, optimizer="adam",
-    schedule="cosine", warmup=2, patience=10, best_epoch=True,
+    updates=2500, lr=1e-3, momentum=0.85, clip=1.0, optimizer="adam", schedule="cosine",
+    warmup=2, patience=10, best_epoch=True, min_validation=MIN_VALIDATION,
 )  # fmt: skip
 RECIPES = {
-    "modern": (MODERN, Options()),
+    "modern": (MODERN, Options(rnn_lr_scale=0.3)),
     "original": (ORIGINAL, Options(init="xavier", standardize=False)),
 }
 EXPERIMENT = Experiment("activity", "data3.h5", __doc__, Options, RECIPES, run, report, summary)

@@ -75,7 +75,7 @@ def _train(settings: Settings, x: tg.Tensor, data: str, hidden: int, lam: float,
     history = train(
         settings,
         model,
-        lambda indices: model.loss(x[indices], lam, o.beta, o.rho),
+        lambda indices, key: model.loss(x[indices], lam, o.beta, o.rho),
         x.shape[0],
         run,
         run if run == "autoencoder" else f"sweep hidden={hidden} lambda={lam:g}",
@@ -111,6 +111,7 @@ def run(settings: Settings) -> dict:
     o = settings.options
     rgb, patches = _patches(settings)
     count, inputs = patches.shape
+    settings.training, rules = settings.training.for_data(count, 0)
     parameters = 2 * inputs * o.hidden_size + o.hidden_size + inputs
     activations = count * (inputs + o.hidden_size)  # the data, encoded whole at the end
     check_fits(settings, f"--hidden-size {o.hidden_size}", parameters, activations)
@@ -129,6 +130,7 @@ def run(settings: Settings) -> dict:
     sweep = _sweep(settings, x, data, sweep_epochs) if o.sweep else []
     return {
         "samples": count,
+        "rules": rules,
         "final_loss": final_loss,
         **training_figures(history, settings.training),
         "mean_hidden_activation": mean_activation,

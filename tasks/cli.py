@@ -154,6 +154,10 @@ def _settings(e: Experiment, args: argparse.Namespace) -> Settings:
         note(f"warning: the {e.name} has no validation split: {ignored} not applied to it")
         chosen = {k: v for k, v in chosen.items() if k not in TrainingConfig.VALIDATED}
     training = replace(training, **chosen)
+    if "updates" in chosen and "epochs" not in chosen:
+        training.epochs = None  # the length in updates, as asked, not the recipe's epochs
+    if set(TrainingConfig.VALIDATED) & set(chosen) and "min_validation" not in chosen:
+        training.min_validation = 0  # selection as asked, however small the split
     if args.quick and "epochs" not in args:
         training.epochs = QUICK_EPOCHS
     if {"warmup", "epochs"} & set(chosen) and (problem := training.warmup_problem()):
@@ -191,6 +195,8 @@ def run_experiment(e: Experiment, settings: Settings, command: str) -> dict:
             metrics["versions"][package] = "not installed"
     write_json(settings.out / "metrics.json", metrics)
     recipe = f"\n## Recipe\n\n`{metrics['recipe']['description']}`\n"
+    if metrics.get("rules"):  # what the size rules set (TrainingConfig.for_data)
+        recipe += "\nSet from the data's size:\n\n" + "".join(f"- {r}\n" for r in metrics["rules"])
     write_text(settings.out / "report.md", e.report(metrics) + recipe)
     return metrics
 

@@ -6,7 +6,7 @@ line; nothing below it sees argparse), and a run's recipe as options (`describe_
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +78,14 @@ class Experiment:
 
 def describe_recipe(settings: Settings, experiment: Experiment) -> str:
     """The recipe of a run, for report.md and metrics.json: its training settings and
-    the options that the experiment's recipes set differently, as command-line options."""
+    the options that the experiment's recipes set differently, as command-line options
+    (a value the data's size sets per model, still None here, is left to the rules)."""
     modern, original = (asdict(experiment.recipes[name][1]) for name in RECIPES)
     values = {
         k: v for k, v in asdict(settings.training).items() if k not in ("progress", "compile")
     }
     values.update({k: v for k, v in asdict(settings.options).items() if modern[k] != original[k]})
+    configs = (settings.training, settings.options)
+    ruled = {f.name for c in configs for f in fields(c) if f.metadata.get("rule")}
+    values = {k: v for k, v in values.items() if not (v is None and k in ruled)}
     return f"--recipe {settings.recipe} {as_arguments(values)}"

@@ -18,15 +18,16 @@ MAX_SEED = 2**64 - 1
 
 def option(
     default: Any = MISSING, help: str = "", parse=None, flag=None, in_dtype=False,
-    resumable=False, **more,
+    resumable=False, rule=None, **more,
 ):  # fmt: skip
     """A field and its option ``--name`` (or ``flag``), parsed by ``parse``; a bool field
     is a switch (a ``flag`` such as "--no-sweep" turns a True default off), or with
     ``action=argparse.BooleanOptionalAction`` both --name and --no-name. ``in_dtype``:
     a number the run's dtype must hold. ``resumable``: it may change when a stopped run
-    is resumed. ``more``: argparse's choices, metavar, action."""
+    is resumed. ``rule``: what --help shows for a value of None (set from the data's size,
+    `tasks.training.TrainingConfig.for_data`). ``more``: argparse's choices, metavar, action."""
     metadata = {"help": help, "parse": parse, "flag": flag, "in_dtype": in_dtype, "more": more}
-    return field(default=default, metadata={**metadata, "resumable": resumable})
+    return field(default=default, metadata={**metadata, "resumable": resumable, "rule": rule})
 
 
 def flag(item: Field) -> str:
@@ -53,15 +54,17 @@ def add_arguments(parser, settings, shared: bool = False, original=None) -> None
         elif item.type != "bool":
             more["type"] = meta["parse"]
         if not switch and "(default:" not in help:
-            shown = "the experiment's" if shared else _shown(default)
+            shown = "the experiment's" if shared else _shown(default, meta["rule"])
             if original is not None and getattr(original, item.name) != default:
                 shown += f"; --recipe original: {_shown(getattr(original, item.name))}"
             help += f" (default: {shown})"
         parser.add_argument(flag(item), help=help, **more)
 
 
-def _shown(value: Any) -> str:
-    """An option's value as --help shows it."""
+def _shown(value: Any, rule: str | None = None) -> str:
+    """An option's value as --help shows it (``rule`` where it is None)."""
+    if value is None and rule:
+        return rule
     if isinstance(value, bool):
         return "on" if value else "off"
     return f"{value:g}" if isinstance(value, float) else "none" if value is None else str(value)

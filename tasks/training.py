@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import math
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,16 +32,31 @@ from .data import unholdable
 from .options import below_one, non_negative, non_negative_int, option, positive, positive_int
 from .progress import Progress, note
 
+# The batch-size rule (TrainingConfig.for_data): 1/8 of the samples, from 8 to 32.
+BATCHES_AT_LEAST, SMALLEST_BATCH, LARGEST_BATCH = 8, 8, 32
 
-@dataclass
+
+@dataclass(kw_only=True)
 class TrainingConfig:
     """How a model is trained; each experiment's recipes (`RECIPES` in
     tasks/autoencoder.py, language_model.py, activity.py) give the values. A field made
     with ``resumable=True`` may change when a run is resumed; the others are the run's
     identity: a resumed run must have the same."""
 
-    epochs: int = option(help="training epochs (at most)", parse=positive_int, resumable=True)
-    batch_size: int = option(help="mini-batch size", parse=positive_int)
+    epochs: int | None = option(
+        None, "training epochs (at most)", parse=positive_int, resumable=True,
+        rule="as many as --updates takes",
+    )  # fmt: skip
+    batch_size: int | None = option(
+        None, "mini-batch size", parse=positive_int,
+        rule=f"1/{BATCHES_AT_LEAST} of the training samples, from {SMALLEST_BATCH} to "
+        f"{LARGEST_BATCH}",
+    )  # fmt: skip
+    updates: int | None = option(
+        None, "training length in updates (batches) where --epochs is not given: epochs = "
+        "updates / batches an epoch, rounded up", parse=positive_int, resumable=True,
+        rule="none: --epochs sets the length",
+    )  # fmt: skip
     lr: float = option(help="learning rate", parse=positive, in_dtype=True, resumable=True)
     momentum: float = option(
         help="SGD's momentum, in [0, 1)", parse=below_one, in_dtype=True, resumable=True
@@ -50,9 +66,9 @@ class TrainingConfig:
         resumable=True,
     )  # fmt: skip
     optimizer: str = option("sgd", "sgd (with --momentum) or adam (AdamW)", choices=["sgd", "adam"])
-    weight_decay: float = option(
+    weight_decay: float | None = option(
         0.0, "decoupled weight decay: p <- p - lr wd p at each step", parse=non_negative,
-        in_dtype=True,
+        in_dtype=True, rule="the experiment's rule, from the training set's size",
     )  # fmt: skip
     schedule: str = option(
         "constant", "learning rate per epoch: constant, cosine (half a cosine to 0 at the "
@@ -66,6 +82,10 @@ class TrainingConfig:
     best_epoch: bool = option(
         False, "keep the parameters of the epoch of lowest validation loss, not the last",
         action=argparse.BooleanOptionalAction,
+    )  # fmt: skip
+    min_validation: int = option(
+        0, "fewest validation samples for --patience and --best-epoch to act on; with "
+        "fewer, the run trains all its epochs and keeps the last", parse=non_negative_int,
     )  # fmt: skip
     progress: bool = option(
         True, "no progress reports (bars on a terminal, a line per epoch elsewhere)",
@@ -81,6 +101,39 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         self.clip = self.clip or None  # 0: no clipping
 
+    def for_data(self, count: int, validation: int) -> tuple[TrainingConfig, list[str]]:
+        """These settings for ``count`` training and ``validation`` validation samples,
+        and what the size rules set (docs/experiments.md#size-rules), each a sentence.
+        The rules fill only what is None: a value the recipe or the command line gives
+        stays. Batch size: 1/8 of the training samples (at least 8 batches an epoch), from
+        8 to 32 (fewer make noisy steps; more, too few of them on small data). Epochs:
+        enough for ``updates`` batches. Selection: with fewer than ``min_validation``
+        validation samples, no early stopping and the last epoch's parameters (an epoch
+        chosen on a handful of samples is chosen by noise)."""
+        config, rules = replace(self), []
+        if config.batch_size is None:
+            batch = min(max(count // BATCHES_AT_LEAST, SMALLEST_BATCH), LARGEST_BATCH, count)
+            config.batch_size = batch
+            rules.append(
+                f"batch size {batch}: 1/{BATCHES_AT_LEAST} of {count} training samples, from "
+                f"{SMALLEST_BATCH} to {LARGEST_BATCH}"
+            )
+        if config.epochs is None:
+            if config.updates is None:
+                raise ValueError("TrainingConfig: give epochs or updates")
+            per_epoch = math.ceil(count / config.batch_size)
+            config.epochs = math.ceil(config.updates / per_epoch)
+            rules.append(
+                f"{config.epochs} epochs: {config.updates} updates of {per_epoch} batches an epoch"
+            )
+        if validation < config.min_validation and (config.patience or config.best_epoch):
+            config.patience, config.best_epoch = 0, False
+            rules.append(
+                f"no early stopping, the last epoch kept: {validation} validation samples, "
+                f"fewer than {config.min_validation}"
+            )
+        return config, rules
+
     def resumable(self) -> dict[str, Any]:
         """The settings that may change when the run is resumed."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["resumable"]}
@@ -92,7 +145,7 @@ class TrainingConfig:
     def warmup_problem(self) -> str | None:
         """Why the learning rate never reaches ``lr``, or None: the warm-up (``warmup``
         epochs, rising by lr / (warmup + 1) an epoch) lasts the whole training."""
-        if self.warmup < self.epochs:
+        if self.epochs is None or self.warmup < self.epochs:  # None: set by the data's size
             return None
         return (
             f"--warmup {self.warmup} is not shorter than --epochs {self.epochs}: the learning "
@@ -161,11 +214,12 @@ def describe_position(epoch: int, batch: int) -> str:
 
 
 def make_step(model: nn.Module, optimizer: optim.Optimizer, batch_loss, config: TrainingConfig):
-    """``step(indices) -> loss``: one update from the samples at ``indices`` (an integer
-    tensor on the model's device), compiled unless ``config.compile`` is False."""
+    """``step(indices, key) -> loss``: one update from the samples at ``indices`` (an
+    integer tensor on the model's device; ``key``, one integer, for the model's random
+    choices, such as dropout's), compiled unless ``config.compile`` is False."""
 
-    def train_step(indices: tg.Tensor) -> tg.Tensor:
-        loss = batch_loss(indices)
+    def train_step(indices: tg.Tensor, key: tg.Tensor) -> tg.Tensor:
+        loss = batch_loss(indices, key)
         optimizer.zero_grad()
         loss.backward()
         if config.clip:
@@ -275,6 +329,7 @@ class TrainingRun:
     loss_sum: float = 0.0
     seconds: float = 0.0
     best: dict[str, np.ndarray] | None = None
+    key_base: int = 0  # of the steps' keys (`step_key`)
 
     POSITION = ("epoch", "batch", "loss_sum", "seconds")  # where a run stands
 
@@ -384,6 +439,11 @@ class TrainingRun:
                 raise self.diverged(f"parameter {name!r} holds NaN or infinite values at {where}")
         self.checkpoint.save(state)
 
+    def step_key(self, epoch: int, batch: int) -> np.ndarray:
+        """The key of batch ``batch`` (from 1) of epoch ``epoch`` (from 0): the run's
+        ``key_base`` plus the update's number, so that a resumed run gives the same."""
+        return np.asarray((self.key_base + epoch * self.batches_per_epoch + batch) % 2**31)
+
     def train_epoch(self, epoch: int, step, stop, progress: Progress) -> None:
         """The batches of epoch ``epoch`` (from 0) that are not trained yet."""
         epoch_start = self.rng.bit_generator.state  # a fresh dict
@@ -392,8 +452,9 @@ class TrainingRun:
         progress.start_epoch(epoch + 1, self.batch, len(order))
         for number in range(self.batch + 1, len(order) + 1):
             indices, where = order[number - 1], f"epoch {epoch + 1}, batch {number} of {len(order)}"
+            key = tg.Tensor(self.step_key(epoch, number), device=device)
             try:
-                value = step(tg.Tensor(indices, device=device)).item()
+                value = step(tg.Tensor(indices, device=device), key).item()
             except FloatingPointError as error:  # tg.AnomalyError under --detect-anomaly
                 raise self.diverged(f"at {where}: {error}") from None
             if not math.isfinite(value):  # the loss already fetched: no extra cost
@@ -435,7 +496,7 @@ class TrainingRun:
 
 def fit(
     model: nn.Module,
-    batch_loss: Callable[[tg.Tensor], tg.Tensor],
+    batch_loss: Callable[[tg.Tensor, tg.Tensor], tg.Tensor],
     count: int,
     config: TrainingConfig,
     rng: np.random.Generator,
@@ -445,15 +506,18 @@ def fit(
 ) -> History:
     """Train ``model`` on mini-batches of ``count`` samples drawn by ``rng``.
 
-    ``batch_loss(indices)``: the mean loss of the samples at ``indices``, an integer
-    tensor on the model's device (in a compiled step: it must not read values in
-    Python). ``validation_loss()``, called after each epoch, gives its validation loss:
-    then ``config.patience`` stops the run after that many epochs without a lower one, and
-    with ``config.best_epoch`` the model ends with the parameters of the lowest (without
-    it, both are refused: they would do nothing). With ``checkpoint``, the run it holds
-    is continued (a finished one is not trained again; one that cannot be,
-    `tasks.checkpoint.CheckpointError`) and saved at every epoch end and on Ctrl-C.
+    ``batch_loss(indices, key)``: the mean loss of the samples at ``indices``, an integer
+    tensor on the model's device (``key``: a new integer each step, for dropout; in a
+    compiled step it must not read values in Python). ``validation_loss()``, called after
+    each epoch, gives its validation loss: then ``config.patience`` stops the run after that
+    many epochs without a lower one, and with ``config.best_epoch`` the model ends with the
+    parameters of the lowest (without it, both are refused: they would do nothing). With
+    ``checkpoint``, the run it holds is continued (a finished one is not trained again; one
+    that cannot be, `tasks.checkpoint.CheckpointError`) and saved at every epoch end and on
+    Ctrl-C.
     """
+    if None in (config.epochs, config.batch_size, config.weight_decay):
+        raise ValueError(f"fit: {description}: epochs, batch_size or weight_decay unset")
     if validation_loss is None and (given := [n for n in config.VALIDATED if getattr(config, n)]):
         raise ValueError(
             f"fit: without a validation loss, {', '.join(given)} would do nothing ({description})"
@@ -463,6 +527,9 @@ def fit(
     run = TrainingRun(
         model, optimizer, schedule, rng, config, count, description, validation_loss, checkpoint
     )
+    # Drawn from a copy of the fresh generator: the batch order stays as it was, and a
+    # resumed run, whose generator is fresh here too, gets the same keys.
+    run.key_base = int(copy.deepcopy(rng).integers(2**31))
     if checkpoint is not None:
         checkpoint.restore(run)
     if run.done:

@@ -2,8 +2,11 @@
 
 import math
 
+import numpy as np
 import pytest
 from tinygrad_ee.benchmarks import op_overhead
+
+import tinygrad_ee as tg
 
 # Each overhead figure: (engine timing, raw timing, number of ops it is shared by).
 OVERHEADS = {
@@ -76,3 +79,18 @@ def test_lstm_op_times_both_cells_and_their_ratio(capsys):
     assert "round 2: composed cell " in out and ", lstm_cell op " in out
     assert "speedup (composed / op): median " in out
     assert lstm_op.main(["--device", "cuda:99"]) == 2
+
+
+def test_dropout_cost_times_steps_that_train():
+    from tinygrad_ee.benchmarks.dropout_cost import compiled_step
+
+    rng = np.random.default_rng(0)
+    context, target = (
+        tg.Tensor(rng.integers(0, 250, (400, 3))),
+        tg.Tensor(rng.integers(0, 250, 400)),
+    )
+    indices, key = tg.Tensor(np.arange(200)), tg.Tensor(np.asarray(3))
+    plain, dropped = compiled_step(0.0, context, target), compiled_step(0.5, context, target)
+    first = [step(indices, key).item() for step in (plain, dropped)]
+    assert first[0] != first[1]  # the same start: only dropout differs
+    assert plain(indices, key).item() < first[0]  # and the step trains

@@ -563,3 +563,17 @@ def test_programs_need_no_host_sync(kind):
             index = ins.args[1] if isinstance(ins.args[1], tuple) else (ins.args[1],)
             masks = [i for i in index if getattr(i, "dtype", None) == np.dtype(bool)]
             assert not masks, f"{ins.name} assigns through a boolean mask"
+
+
+def test_a_stack_of_0d_tensors_replays_like_eager():
+    """The parts of a stack are copied into their slice of it: a 0-d part's slice of the
+    1-d result must stay a view (b[0] of a 1-d NumPy array is a scalar, not a view)."""
+
+    def step(a, b):
+        return (tg.stack([a, b], axis=0).tanh() * tg.Tensor(np.array([2.0, 3.0]))).sum()
+
+    compiled = tg.compile(step)
+    for a, b in ((0.5, -0.25), (1.5, 2.0)):
+        inputs = tg.Tensor(np.array(a)), tg.Tensor(np.array(b))
+        assert compiled(*inputs).item() == step(*inputs).item()
+    assert compiled.traces == 1

@@ -24,6 +24,7 @@ from tinygrad_ee import nn, optim
 # recipes (written out here, not read from the code under test).
 SGD = {"optimizer": "sgd", "weight_decay": 0.0, "schedule": "constant", "warmup": 0}
 LAST_EPOCH = {"patience": 0, "best_epoch": False, "progress": True, "compile": True}
+NO_SIZE_RULES = {"updates": None, "min_validation": 0}  # the epochs and batch size as given
 ORIGINAL = {
     "autoencoder": (
         {"epochs": 200, "batch_size": 32, "lr": 0.01, "momentum": 0.85, "clip": None},
@@ -31,11 +32,17 @@ ORIGINAL = {
     ),
     "language-model": (
         {"epochs": 50, "batch_size": 200, "lr": 0.15, "momentum": 0.85, "clip": None},
-        {"configs": ((32, 256), (16, 128), (8, 64))},
+        {"configs": ((32, 256), (16, 128), (8, 64)), "dropout": 0.0},
     ),
     "activity": (
         {"epochs": 50, "batch_size": 32, "lr": 0.1, "momentum": 0.85, "clip": 5.0},
-        {"cell": "all", "recurrent_size": 128, "init": "xavier", "standardize": False},
+        {
+            "cell": "all",
+            "recurrent_size": 128,
+            "init": "xavier",
+            "standardize": False,
+            "rnn_lr_scale": 1.0,
+        },
     ),
 }
 
@@ -45,7 +52,7 @@ def test_recipe_original_sets_every_value_of_the_original_experiment(experiment)
     training, options = ORIGINAL[experiment]
     args = build_parser().parse_args([experiment, "--recipe", "original", "--out", "unused"])
     settings = _settings(EXPERIMENTS[experiment], args)
-    assert vars(settings.training) == {**training, **SGD, **LAST_EPOCH}
+    assert vars(settings.training) == {**training, **SGD, **LAST_EPOCH, **NO_SIZE_RULES}
     chosen = vars(settings.options)
     assert {key: chosen[key] for key in options} == options
     if experiment == "activity":
@@ -153,17 +160,19 @@ def test_standardisation_statistics_come_from_the_training_split_only(tmp_path, 
 
 
 def test_the_report_says_when_the_validation_split_is_small(tmp_path, small_activity):
+    """15 validation series: too few to choose an epoch on, so the modern recipe's size
+    rule keeps the last epoch and stops nothing early, and the report says why."""
     _, metrics = _standardised_run(small_activity, tmp_path)
     report = (tmp_path / "report.md").read_text()
     assert "**Only 15 validation series**" in report and "--validation-fraction" in report
     assert metrics["recipe"]["name"] == "modern"
     assert "`--recipe modern --epochs 3 " in report
-    for part in ("--optimizer adam", "--init orthogonal", "--standardize", "--best-epoch"):
+    for part in ("--optimizer adam", "--init orthogonal", "--standardize", "--no-best-epoch"):
         assert part in report and part in metrics["recipe"]["description"], part
+    assert "15 validation samples, fewer than 50" in report
     (cell,) = metrics["cells"]
-    losses = cell["validation_loss_per_epoch"]
-    assert cell["selected_epoch"] == int(np.argmin(losses)) + 1
-    assert cell["validation_loss"] == min(losses)
+    assert cell["selected_epoch"] == cell["epochs_run"] == 3
+    assert cell["validation_loss"] == cell["validation_loss_per_epoch"][-1]
 
 
 # --- best-epoch selection and patience, in `fit` itself -------------------------------------
@@ -188,7 +197,7 @@ def _scripted_fit(validation_losses, best_epoch, patience=0, epochs=None):
     )  # fmt: skip
     history = fit(
         model,
-        lambda indices: model.loss(x[indices], 1e-4, 0.5, 0.1),
+        lambda indices, key: model.loss(x[indices], 1e-4, 0.5, 0.1),
         40,
         config,
         np.random.default_rng(0),

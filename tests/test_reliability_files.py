@@ -206,7 +206,7 @@ def train_small(path: Path, epochs: int = 2, resume: bool = False, model=None, l
     data = tg.Tensor(x)
     history = fit(
         model,
-        lambda idx: model.loss(data[idx], 1e-4, 0.5, 0.1),
+        lambda idx, key: model.loss(data[idx], 1e-4, 0.5, 0.1),
         len(x),
         TrainingConfig(epochs=epochs, batch_size=16, lr=lr, momentum=0.5, progress=False),
         np.random.default_rng(0),
@@ -409,7 +409,7 @@ def test_finite_losses_whose_sum_overflows_are_a_divergence_and_write_nothing(tm
     with pytest.raises(TrainingDiverged, match=overflowed):
         fit(  # each batch loss is about 1e307 (a constant: gradients unchanged), 16 per batch
             model,
-            lambda idx: model.loss(x[idx], 1e-4, 0.5, 0.1) + 1e307,
+            lambda idx, key: model.loss(x[idx], 1e-4, 0.5, 0.1) + 1e307,
             40,
             TrainingConfig(epochs=1, batch_size=16, lr=0.05, momentum=0.5, progress=False),
             np.random.default_rng(0),
@@ -499,7 +499,7 @@ def test_a_checkpoint_of_another_run_is_refused_naming_the_key(tmp_path):
     with pytest.raises(CheckpointError, match="different run.*hidden: 3 in the checkpoint, 4 now"):
         fit(
             model,
-            lambda idx: None,
+            lambda idx, key: None,
             40,
             TrainingConfig(epochs=2, batch_size=16, lr=0.05, momentum=0.5, progress=False),
             np.random.default_rng(0),

@@ -402,6 +402,42 @@ def relu(be, x):
     return be.xp.where(positive, x, 0), lambda g: (be.xp.where(positive, g, 0.0),)
 
 
+def _mix32(xp: Any, x: Any) -> Any:
+    """An integer hash of uint32 values (lowbias32: two xor-shift-multiply rounds, each
+    output bit depending on every input bit); multiplications wrap modulo 2^32."""
+    for shift, factor in ((16, 0x7FEB352D), (15, 0x846CA68B)):
+        x = xp.multiply(xp.bitwise_xor(x, xp.bitwise_right_shift(x, shift)), factor)
+    return xp.bitwise_xor(x, xp.bitwise_right_shift(x, 16))
+
+
+def _keyed_uniform(xp: Any, shape: tuple[int, ...], key: Any, dtype: Any) -> Any:
+    """Numbers in [0, 1) of ``shape`` and ``dtype``, a function of the integer ``key``
+    alone: each element's flat index, hashed with the key (`_mix32`), its top 24 bits.
+    Nothing is drawn from a generator, so every backend gives the same numbers and a
+    compiled step replays them exactly, given the same key."""
+    key = xp.astype(xp.remainder(xp.astype(xp.reshape(key, (1,)), xp.int64), 2**32), xp.uint32)
+    index = xp.multiply(xp.arange(math.prod(shape), dtype=xp.uint32), 0x9E3779B9)
+    bits = _mix32(xp, xp.bitwise_xor(_mix32(xp, xp.bitwise_xor(index, key)), key))
+    top = xp.astype(xp.bitwise_right_shift(bits, 8), dtype)
+    return xp.reshape(top * 2.0**-24, shape)
+
+
+@REGISTRY.op(REAL, INDEX, kind="dropout", dtypes="float")
+def dropout(be, x, key, p=0.5):
+    """Each element of ``x`` zeroed with probability ``p``, the others scaled by
+    1 / (1 - p) (the mean is kept), the mask a function of ``key`` (an integer tensor of
+    one element; `_keyed_uniform`): a new key each training step, none at evaluation."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout: p must lie in [0, 1), got {p!r}")
+    if math.prod(key.shape) != 1:
+        raise ValueError(f"dropout: key must hold one integer, got shape {tuple(key.shape)}")
+    if p == 0:
+        return x, lambda g: (g, None)
+    kept = be.xp.astype(_keyed_uniform(be.xp, x.shape, key, x.dtype) >= p, x.dtype)
+    kept *= 1 / (1 - p)  # in place on an array made here
+    return x * kept, lambda g: (g * kept, None)
+
+
 @REGISTRY.op(INSIDE_CLIP, kind="clip", dtypes="numeric")
 def clip(be, x, low=None, high=None):
     """x limited to [low, high]; no gradient flows where x is outside (or on) a bound."""

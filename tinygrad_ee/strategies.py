@@ -176,6 +176,10 @@ def op_cases(draw, spec: OpSpec, device: str = "cpu") -> tuple[tuple, dict]:
             for n in lengths
         )
         return pieces, {"axis": axis}
+    if kind == "dropout":
+        key = tensor((), domains[1], high=2**31)
+        p = draw(st.sampled_from([0.0, 0.25, 0.5, 0.9]))
+        return (tensor(draw(shapes()), domains[0]), key), {"p": p}
     if kind == "bernoulli_kl":
         rho = draw(st.floats(0.01, 0.99))
         return (tensor(draw(shapes()), domains[0]),), {"rho": rho}
@@ -193,7 +197,7 @@ def op_cases(draw, spec: OpSpec, device: str = "cpu") -> tuple[tuple, dict]:
 
 KINDS: frozenset[str] = frozenset(
     "elementwise unary clip astype binary where reduce softmax matmul linear reshape permute "
-    "getitem gather concat split unbind stack cross_entropy bernoulli_kl".split()
+    "getitem gather concat split unbind stack cross_entropy bernoulli_kl dropout".split()
 )
 """The op kinds `op_cases` knows how to call."""
 

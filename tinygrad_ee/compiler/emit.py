@@ -172,8 +172,8 @@ def _assemble(program: Program, plan: Plan, kept: set[Value], backend: Any) -> N
         contiguous = all(n == 1 for n in whole.shape[:axis])
         copies, offset = [], 0
         for position, part in enumerate(parts):
-            if ins.fn is xp.stack:
-                index = ":, " * axis + str(position)
+            if ins.fn is xp.stack:  # the Ellipsis keeps a view: b[0] of 1-d b is a scalar
+                index = ":, " * axis + f"{position}, ..."
             else:
                 index = ":, " * axis + f"{offset}:{offset + part.shape[axis]}"
                 offset += part.shape[axis]
