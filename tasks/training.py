@@ -329,9 +329,14 @@ class TrainingRun:
     loss_sum: float = 0.0
     seconds: float = 0.0
     best: dict[str, np.ndarray] | None = None
-    key_base: int = 0  # of the steps' keys (`step_key`)
+    key_base: int = field(init=False)  # of the steps' keys (`step_key`)
 
     POSITION = ("epoch", "batch", "loss_sum", "seconds")  # where a run stands
+
+    def __post_init__(self) -> None:
+        # From a copy of the generator as the run is made (fresh, before any checkpoint
+        # is restored): the batch order stays as it was, and a resumed run gets the same.
+        self.key_base = int(copy.deepcopy(self.rng).integers(2**31))
 
     @property
     def batches_per_epoch(self) -> int:
@@ -527,9 +532,6 @@ def fit(
     run = TrainingRun(
         model, optimizer, schedule, rng, config, count, description, validation_loss, checkpoint
     )
-    # Drawn from a copy of the fresh generator: the batch order stays as it was, and a
-    # resumed run, whose generator is fresh here too, gets the same keys.
-    run.key_base = int(copy.deepcopy(rng).integers(2**31))
     if checkpoint is not None:
         checkpoint.restore(run)
     if run.done:
